@@ -1,0 +1,6 @@
+"""``python -m headstart``."""
+
+from headstart.cli.main import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,218 @@
+"""A trained model as a directory: ``model.safetensors`` + ``headstart.json``.
+
+Loading never unpickles.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from headstart.errors import ModelError
+from headstart.preprocessing import PreprocessSpec
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from headstart.zoo.spec import BackboneSpec
+
+__all__ = [
+    "FORMAT",
+    "LoadedModel",
+    "find_model_dir",
+    "load_model",
+    "load_model_dir",
+    "save_model_dir",
+]
+
+FORMAT = "headstart-model"
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+META_FILE = "headstart.json"
+
+
+@dataclass
+class LoadedModel:
+    """A ready-to-use classifier with everything needed to feed it images.
+
+    Attributes:
+        model: The network in eval mode, on the CPU.
+        classes: Class names in output order.
+        preprocessing: The preprocessing the model was trained (or pretrained) with.
+        name: Canonical zoo name of the architecture.
+        meta: The full ``headstart.json`` content (empty for a zoo model).
+    """
+
+    model: nn.Module
+    classes: tuple[str, ...]
+    preprocessing: PreprocessSpec
+    name: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of headstart and the libraries that shape a model's numbers."""
+    out = {}
+    for dist in ("headstart", "torch", "torchvision", "timm", "lightning"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "unknown"
+    return out
+
+
+def save_model_dir(
+    path: str | Path,
+    model: nn.Module,
+    *,
+    spec: BackboneSpec,
+    classes: tuple[str, ...] | list[str],
+    preprocessing: PreprocessSpec,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``model.safetensors`` and ``headstart.json`` into ``path`` (created if needed).
+
+    Both files are written to temporaries and renamed into place, so a crash leaves either the old
+    or the new file, never half of one.
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    meta: dict[str, Any] = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model": spec.name,
+        "source": spec.source,
+        "arch": spec.arch,
+        "classifier": spec.classifier,
+        "num_features": spec.num_features,
+        "classes": list(classes),
+        "num_classes": len(classes),
+        "preprocessing": preprocessing.to_dict(),
+        "weights_license": spec.license,
+        "versions": library_versions(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    meta.update(extra or {})
+    fd, tmp = tempfile.mkstemp(dir=path, prefix=".model.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(state, tmp, metadata={"format": FORMAT})
+        os.replace(tmp, path / WEIGHTS_FILE)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    _write_text_atomic(path / META_FILE, json.dumps(meta, indent=2, default=str) + "\n")
+    return path
+
+
+def _write_text_atomic(target: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def find_model_dir(path: str | Path) -> Path | None:
+    """Return the model directory of a model dir or a run dir; ``None`` if ``path`` is neither."""
+    path = Path(path)
+    for candidate in (path, path / "model"):
+        if (candidate / META_FILE).is_file():
+            return candidate
+    return None
+
+
+def read_meta(model_dir: Path) -> dict[str, Any]:
+    """Read and check ``headstart.json``."""
+    meta_path = model_dir / META_FILE
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{meta_path} is not a readable headstart model file: {exc}") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ModelError(f"{meta_path} is not a headstart model description (no 'format' field).")
+    for key in ("model", "classes", "preprocessing"):
+        if key not in meta:
+            raise ModelError(f"{meta_path} lacks the {key!r} field; re-save the model.")
+    return meta
+
+
+def load_model_dir(path: str | Path) -> LoadedModel:
+    """Load a saved model directory (or a run directory holding ``model/``).
+
+    Raises:
+        ModelError: ``path`` is not a headstart model, or its weights do not fit its description.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from headstart.surgery import replace_head
+    from headstart.zoo import create_backbone
+
+    model_dir = find_model_dir(path)
+    if model_dir is None:
+        raise ModelError(
+            f"{path} is not a headstart model: expected {META_FILE} in it or in its model/ folder "
+            "(a run folder from `headstart train`, or a folder written by ImageClassifier.save)."
+        )
+    meta = read_meta(model_dir)
+    classes = tuple(str(c) for c in meta["classes"])
+    model, spec = create_backbone(meta["model"], pretrained=False)
+    model = replace_head(model, spec, len(classes))
+    weights = model_dir / WEIGHTS_FILE
+    try:
+        state = load_file(str(weights))
+    except (OSError, SafetensorError) as exc:
+        raise ModelError(f"cannot read weights {weights}: {exc}") from None
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        raise ModelError(
+            f"weights {weights} do not fit {meta['model']} with {len(classes)} classes: "
+            f"{first[1].strip() if len(first) > 1 else first[0]}"
+        ) from None
+    model.eval()
+    pre = PreprocessSpec.from_dict(meta["preprocessing"])
+    return LoadedModel(model=model, classes=classes, preprocessing=pre, name=spec.name, meta=meta)
+
+
+def load_model(ref: str | Path, *, image_size: int | None = None) -> LoadedModel:
+    """Load a run dir, a model dir, or a zoo model name (pretrained, with its ImageNet classes)."""
+    if Path(ref).exists():
+        loaded = load_model_dir(ref)
+    else:
+        from headstart.zoo import create_backbone
+
+        try:
+            model, spec = create_backbone(str(ref), pretrained=True)
+        except ModelError as exc:
+            raise ModelError(
+                f"{ref} is neither an existing run/model folder nor a usable model name: {exc}"
+            ) from None
+        if not spec.categories:
+            raise ModelError(
+                f"{spec.name} has no pretrained class names to predict with; train it first with "
+                "`headstart train`."
+            )
+        loaded = LoadedModel(
+            model=model.eval(),
+            classes=tuple(spec.categories),
+            preprocessing=spec.preprocessing,
+            name=spec.name,
+        )
+    if image_size is not None:
+        loaded.preprocessing = loaded.preprocessing.with_size(image_size)
+    return loaded

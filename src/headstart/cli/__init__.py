@@ -1,0 +1,1 @@
+"""The ``headstart`` command line: a thin typer layer; heavy imports live inside command bodies."""

@@ -1,0 +1,27 @@
+"""Console output helpers: the only place that knows about rich."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def epoch_line(row: dict[str, Any], total_epochs: int) -> str:
+    """One line per epoch: phase, train and val loss/accuracy, time and speed."""
+    parts = [
+        f"epoch {row['epoch']:>2}/{total_epochs}",
+        f"[{row.get('phase', '')}]",
+        f"train loss {row['train_loss']:.4f} acc {row['train_acc']:.3f}",
+        f"| val loss {row['val_loss']:.4f} acc {row['val_acc']:.3f}",
+    ]
+    if "val_f1" in row:
+        parts.append(f"f1 {row['val_f1']:.3f}")
+    if "seconds" in row:
+        parts.append(f"| {row['seconds']:.1f}s")
+    if row.get("images_per_s"):
+        parts.append(f"{row['images_per_s']:.0f} img/s")
+    return " ".join(parts)

@@ -1,0 +1,17 @@
+"""Option types shared by several commands."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+ModelRef = Annotated[
+    str,
+    typer.Argument(
+        help="A run folder, a model folder, or a zoo model name (e.g. bundled:efficientnet_lite0).",
+        show_default=False,
+    ),
+]
+BatchSize = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per batch.")]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]

@@ -1,0 +1,55 @@
+"""``headstart predict``: top-k labels for image files or folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from headstart.cli.options import BatchSize, Json, ModelRef
+
+
+def predict(
+    ref: ModelRef,
+    paths: Annotated[
+        list[Path], typer.Argument(help="Image files or folders.", show_default=False)
+    ],
+    topk: Annotated[int, typer.Option("--topk", "-k", min=1, help="Labels per image.")] = 3,
+    batch_size: BatchSize = 32,
+    as_json: Json = False,
+) -> None:
+    """Predict the labels of images with a trained run or a pretrained zoo model.
+
+    Example: headstart predict runs/run new_photos/ --topk 2
+    """
+    from headstart.artifact import load_model
+    from headstart.data.folders import list_images
+    from headstart.prediction import predict_files
+
+    files = list_images(paths)
+    loaded = load_model(ref)
+    predictions = predict_files(loaded, files, topk=topk, batch_size=batch_size)
+    if as_json:
+        import json
+
+        typer.echo(json.dumps([p.to_dict() for p in predictions], indent=2))
+        return
+    _print_table(predictions)
+
+
+def _print_table(predictions: list) -> None:
+    from rich.table import Table
+
+    from headstart.cli.console import err, out
+
+    table = Table("image", "label", "probability", "others")
+    for p in predictions:
+        if p.error is not None:
+            continue
+        others = ", ".join(f"{lab} {prob:.3f}" for lab, prob in zip(p.labels[1:], p.probs[1:]))
+        table.add_row(p.path, p.labels[0], f"{p.probs[0]:.3f}", others)
+    out.print(table)
+    for p in predictions:
+        if p.error is not None:
+            err.print(f"skipped: {p.error}")

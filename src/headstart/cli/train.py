@@ -1,0 +1,156 @@
+"""``headstart train``: fine-tune a pretrained model on an image folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from headstart.config import Augment, BnStats, Optimizer, Strategy, TrainConfig
+
+_D = TrainConfig()
+
+
+def train(
+    ctx: typer.Context,
+    data: Annotated[
+        str,
+        typer.Argument(
+            help="Image folder (class sub-folders, or train/ val/ [test/]) or a built-in dataset "
+            "name (cifar10).",
+            show_default=False,
+        ),
+    ],
+    model: Annotated[str, typer.Option("--model", "-m", help="Zoo model name.")] = _D.model,
+    weights: Annotated[
+        Path | None, typer.Option(help="Local weight file (.safetensors or .pth) for the model.")
+    ] = None,
+    strategy: Annotated[Strategy, typer.Option("--strategy", "-s")] = _D.strategy,
+    unfreeze_stages: Annotated[
+        int, typer.Option(min=0, help="With --strategy partial: how many last stages train.")
+    ] = _D.unfreeze_stages,
+    epochs: Annotated[int, typer.Option("--epochs", "-e", min=1)] = _D.epochs,
+    head_epochs: Annotated[
+        int, typer.Option(min=0, help="With two-phase: epochs that train the head only.")
+    ] = _D.head_epochs,
+    image_size: Annotated[
+        int | None, typer.Option(help="Input size in pixels (default: the model's own).")
+    ] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1)] = _D.batch_size,
+    lr: Annotated[float, typer.Option(help="Learning rate of the head.")] = _D.lr,
+    backbone_lr_factor: Annotated[
+        float, typer.Option(help="Body learning rate = lr x this factor.")
+    ] = _D.backbone_lr_factor,
+    optimizer: Annotated[Optimizer, typer.Option()] = _D.optimizer,
+    weight_decay: Annotated[float, typer.Option(min=0.0)] = _D.weight_decay,
+    label_smoothing: Annotated[float, typer.Option(min=0.0, max=0.99)] = _D.label_smoothing,
+    warmup_epochs: Annotated[float, typer.Option(min=0.0)] = _D.warmup_epochs,
+    patience: Annotated[
+        int, typer.Option(min=1, help="Early stopping: epochs without improvement.")
+    ] = _D.patience,
+    monitor: Annotated[str, typer.Option(help="val_acc, val_f1 or val_loss.")] = _D.monitor,
+    augment: Annotated[Augment, typer.Option()] = _D.augment,
+    bn_stats: Annotated[
+        BnStats,
+        typer.Option(
+            help="BatchNorm running statistics: keep the pretrained ones, or adapt those of "
+            "trainable stages to your data."
+        ),
+    ] = _D.bn_stats,
+    val_fraction: Annotated[float, typer.Option()] = _D.val_fraction,
+    test_fraction: Annotated[float, typer.Option()] = _D.test_fraction,
+    seed: Annotated[int, typer.Option()] = _D.seed,
+    out: Annotated[str, typer.Option("--out", "-o", help="Run folder.")] = _D.out,
+    num_workers: Annotated[int, typer.Option(min=0)] = _D.num_workers,
+    accelerator: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = _D.accelerator,
+    precision: Annotated[str, typer.Option(help="32-true, bf16-mixed or 16-mixed.")] = _D.precision,
+    config: Annotated[
+        Path | None, typer.Option(help="YAML file of settings; command-line options win.")
+    ] = None,
+) -> None:
+    """Fine-tune a pretrained model on DATA and write a run folder.
+
+    Example: headstart train photos/ --strategy partial --unfreeze-stages 2 --epochs 8
+    """
+    from headstart.config import build_config, load_config
+    from headstart.fitting import fit_run
+
+    given = {
+        name: value
+        for name, value in ctx.params.items()
+        if name != "config" and _from_command_line(ctx, name)
+    }
+    given["data"] = data
+    if weights is not None:
+        given["weights"] = str(weights)
+    if config is not None:
+        cfg, origin = load_config(config, **given)
+    else:
+        cfg, origin = build_config(cli_values=given)
+    result = run_with_progress(cfg, origin, fit_run)
+    print_summary(result)
+
+
+def _from_command_line(ctx: typer.Context, name: str) -> bool:
+    """Whether the user typed option ``name`` (typer may vendor its own click, so compare names)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "COMMANDLINE"
+
+
+def run_with_progress(cfg: TrainConfig, origin: dict[str, str], fit: Any) -> Any:
+    """Run ``fit`` with a progress bar (images/s) and one printed line per epoch."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from headstart.cli.console import epoch_line, err, out
+
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.fields[speed]}"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    )
+    state: dict[str, Any] = {}
+
+    def on_batch(info: dict[str, Any]) -> None:
+        total = info["num_batches"]
+        if "task" not in state:
+            state["task"] = progress.add_task("training", total=total, speed="")
+        progress.update(
+            state["task"],
+            completed=info["batch"],
+            total=total,
+            speed=f"loss {info['loss']:.3f}  {info['images_per_s']:.0f} img/s",
+        )
+
+    def on_epoch(row: dict[str, Any]) -> None:
+        if "task" in state:
+            progress.remove_task(state.pop("task"))
+        progress.console.print(epoch_line(row, cfg.epochs))
+
+    def on_note(message: str) -> None:
+        err.print(f"note: {message}")
+
+    out.print(f"training {cfg.model} ({cfg.strategy.value}) on {cfg.data}")
+    with progress:
+        return fit(cfg, origin, on_epoch=on_epoch, on_batch=on_batch, on_note=on_note)
+
+
+def print_summary(result: Any) -> None:
+    """Print the best epoch, test metrics and where the run was written."""
+    from headstart.cli.console import out
+
+    best = result.best_metrics
+    out.print(
+        f"best epoch {result.best_epoch}: val acc {best.get('val_acc', float('nan')):.4f}, "
+        f"val f1 {best.get('val_f1', float('nan')):.4f}"
+    )
+    if result.test_metrics:
+        t = result.test_metrics
+        out.print(
+            f"test: acc {t['acc']:.4f}, macro-F1 {t['macro_f1']:.4f} on {t['num_images']} images"
+        )
+    out.print(f"run folder: {result.run_dir}  (model: {result.model_dir})")

@@ -1,0 +1,198 @@
+"""User settings as frozen dataclasses, with YAML load/dump and provenance (no torch import)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, fields
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from headstart.errors import ConfigError, closest
+
+__all__ = [
+    "Augment",
+    "BnStats",
+    "Optimizer",
+    "Strategy",
+    "TrainConfig",
+    "dump_config",
+    "load_config",
+]
+
+
+class Strategy(str, Enum):
+    """Transfer-learning strategies (CLI words)."""
+
+    FEATURE_EXTRACT = "feature-extract"
+    PARTIAL = "partial"
+    TWO_PHASE = "two-phase"
+    FULL = "full"
+
+
+class Optimizer(str, Enum):
+    SGD = "sgd"
+    ADAM = "adam"
+    ADAMW = "adamw"
+
+
+class BnStats(str, Enum):
+    """What BatchNorm running statistics do during training.
+
+    ``pretrained``: they never move (layers of trainable stages still learn their affine weights).
+    ``adapt``: norm layers of trainable stages update them on the new data; frozen stages never do.
+    """
+
+    PRETRAINED = "pretrained"
+    ADAPT = "adapt"
+
+
+class Augment(str, Enum):
+    """Named training augmentation presets."""
+
+    NONE = "none"
+    LIGHT = "light"
+    STANDARD = "standard"
+
+
+DEFAULT_MODEL = "bundled:efficientnet_lite0"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every setting of a training run. Defaults are the ones a new user gets.
+
+    ``lr`` is the head's learning rate; body stages that train get ``lr * backbone_lr_factor``,
+    decayed by ``layer_decay`` per stage towards the input (discriminative learning rates).
+    """
+
+    data: str = ""
+    model: str = DEFAULT_MODEL
+    weights: str | None = None
+    strategy: Strategy = Strategy.TWO_PHASE
+    unfreeze_stages: int = 1
+    epochs: int = 10
+    head_epochs: int = 3
+    image_size: int | None = None
+    batch_size: int = 32
+    lr: float = 1e-3
+    backbone_lr_factor: float = 0.1
+    layer_decay: float = 0.7
+    optimizer: Optimizer = Optimizer.ADAMW
+    weight_decay: float = 0.01
+    momentum: float = 0.9
+    label_smoothing: float = 0.1
+    warmup_epochs: float = 1.0
+    patience: int = 5
+    monitor: str = "val_acc"
+    augment: Augment = Augment.LIGHT
+    bn_stats: BnStats = BnStats.PRETRAINED
+    val_fraction: float = 0.2
+    test_fraction: float = 0.0
+    seed: int = 0
+    out: str = "runs/run"
+    num_workers: int = 0
+    accelerator: str = "auto"
+    precision: str = "32-true"
+    max_bad_fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        for name, enum in (
+            ("strategy", Strategy),
+            ("optimizer", Optimizer),
+            ("augment", Augment),
+            ("bn_stats", BnStats),
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, enum):
+                object.__setattr__(self, name, _to_enum(enum, value, name))
+        _check_positive(self, "epochs", "batch_size", "lr")
+        if self.unfreeze_stages < 0:
+            raise ConfigError(f"--unfreeze-stages must be >= 0, got {self.unfreeze_stages}.")
+        if self.head_epochs < 0:
+            raise ConfigError(f"--head-epochs must be >= 0, got {self.head_epochs}.")
+        if self.strategy is Strategy.TWO_PHASE and self.head_epochs >= self.epochs:
+            raise ConfigError(
+                f"two-phase training needs --epochs ({self.epochs}) greater than --head-epochs "
+                f"({self.head_epochs}); raise --epochs or lower --head-epochs."
+            )
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}.")
+        if not 0.0 < self.val_fraction < 1.0 or not 0.0 <= self.test_fraction < 1.0:
+            raise ConfigError("--val-fraction must be in (0, 1) and --test-fraction in [0, 1).")
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise ConfigError("--val-fraction plus --test-fraction must leave images to train on.")
+        monitors = ("val_acc", "val_loss", "val_f1")
+        if self.monitor not in monitors:
+            raise ConfigError(
+                f"--monitor {self.monitor!r} is not known; use one of {', '.join(monitors)}."
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain YAML/JSON-friendly dict (enums become their CLI words)."""
+        return {
+            f.name: (v.value if isinstance(v, Enum) else v)
+            for f in fields(self)
+            for v in [getattr(self, f.name)]
+        }
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """Return a validated copy with ``changes`` applied."""
+        return dataclasses.replace(self, **changes)
+
+
+def _to_enum(enum: type[Enum], value: Any, name: str) -> Enum:
+    try:
+        return enum(value)
+    except ValueError:
+        words = [str(m.value) for m in enum]  # type: ignore[var-annotated]
+        raise ConfigError(
+            f"unknown {name} {value!r}; use one of {', '.join(words)}.{closest(str(value), words)}"
+        ) from None
+
+
+def _check_positive(config: TrainConfig, *names: str) -> None:
+    for name in names:
+        if getattr(config, name) <= 0:
+            flag = "--" + name.replace("_", "-")
+            raise ConfigError(f"{flag} must be positive, got {getattr(config, name)}.")
+
+
+def load_config(path: str | Path, **overrides: Any) -> tuple[TrainConfig, dict[str, str]]:
+    """Read a YAML config, apply ``overrides`` and return it with each setting's provenance.
+
+    Provenance maps every field to ``"default"``, ``"file"`` or ``"cli"``.
+    """
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of settings.")
+    settings = raw.get("settings", raw)
+    return build_config(file_values=settings, cli_values=overrides)
+
+
+def build_config(
+    *, file_values: dict[str, Any] | None = None, cli_values: dict[str, Any] | None = None
+) -> tuple[TrainConfig, dict[str, str]]:
+    """Merge defaults < file values < CLI values into a TrainConfig and its provenance."""
+    names = [f.name for f in fields(TrainConfig)]
+    values: dict[str, Any] = {}
+    origin = dict.fromkeys(names, "default")
+    for label, source in (("file", file_values or {}), ("cli", cli_values or {})):
+        for key, value in source.items():
+            key = key.replace("-", "_")
+            if key not in names:
+                raise ConfigError(f"unknown setting {key!r}.{closest(key, names)}")
+            values[key], origin[key] = value, label
+    return TrainConfig(**values), origin
+
+
+def dump_config(config: TrainConfig, origin: dict[str, str], path: str | Path) -> None:
+    """Write the effective settings and where each came from as YAML."""
+    doc = {"settings": config.to_dict(), "source": origin}
+    Path(path).write_text(yaml.safe_dump(doc, sort_keys=False))

@@ -1,0 +1,176 @@
+"""The one place where image files or bytes are decoded, and turned into model inputs.
+
+Decoding is by content (a PNG named ``.jpg`` is fine), never pads truncated files, applies the EXIF
+orientation and always returns an 8-bit RGB image. Transparent pixels are composited on white, the
+usual background of product photos and drawings (dropping alpha would expose arbitrary colours that
+were hidden under transparent pixels).
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps
+
+from headstart.errors import DataError
+from headstart.preprocessing import PreprocessSpec
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "IMAGE_EXTENSIONS",
+    "ImageSource",
+    "decode_image",
+    "image_to_tensor",
+    "is_image_file",
+]
+
+IMAGE_EXTENSIONS = (
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".bmp",
+    ".gif",
+    ".tif",
+    ".tiff",
+    ".webp",
+    ".ppm",
+    ".pgm",
+)
+"""File name extensions treated as images (compared in lower case)."""
+
+DEFAULT_MAX_PIXELS = 89_478_485
+"""Largest width * height decoded (Pillow's own limit); larger images are rejected as bombs."""
+
+# Decoders that may run on user files. Others (EPS calls Ghostscript, ...) are never tried.
+_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "TIFF", "WEBP", "PPM")
+_ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
+_WIDE_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N", "F")
+
+ImageSource = str | Path | bytes
+
+
+def is_image_file(path: str | Path) -> bool:
+    """Return whether ``path`` has one of ``IMAGE_EXTENSIONS`` (the file is not opened)."""
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def decode_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Decode an image file or its bytes into a fully loaded 8-bit RGB image.
+
+    Args:
+        source: A file path, or the encoded bytes of an image.
+        max_pixels: Larger images (width * height) are rejected from the header, unread.
+
+    Returns:
+        An RGB image with its EXIF orientation applied.
+
+    Raises:
+        DataError: The file is missing, is not a supported image, is truncated or is too large.
+    """
+    name = "<bytes>" if isinstance(source, bytes) else str(source)
+    if ImageFile.LOAD_TRUNCATED_IMAGES:
+        raise DataError(
+            "PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True, so broken images would be padded "
+            "silently; set it back to False."
+        )
+    try:
+        fp = io.BytesIO(source) if isinstance(source, bytes) else Path(source)
+        with Image.open(fp, formats=_FORMATS) as image:
+            _check_pixels(image, max_pixels, name)
+            image.load()
+            return _to_rgb(ImageOps.exif_transpose(image))
+    except DataError:
+        raise
+    except FileNotFoundError:
+        raise DataError(f"cannot read image {name}: no such file; check the path.") from None
+    except IsADirectoryError:
+        raise DataError(f"cannot read image {name}: it is a folder, not a file.") from None
+    except Image.UnidentifiedImageError:
+        raise DataError(
+            f"cannot read image {name}: not a supported image format "
+            f"({', '.join(_FORMATS)}); convert it or remove it."
+        ) from None
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"cannot read image {name}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - any decoder failure means a broken file
+        reason = str(exc) or type(exc).__name__
+        raise DataError(
+            f"cannot read image {name}: {reason}; the file is corrupt or truncated, "
+            "re-export it or remove it."
+        ) from None
+
+
+def _check_pixels(image: Image.Image, max_pixels: int, name: str) -> None:
+    width, height = image.size
+    if width * height > max_pixels:
+        raise DataError(
+            f"cannot read image {name}: {width}x{height} = {width * height} pixels is over the "
+            f"limit of {max_pixels} (a possible decompression bomb); shrink the image or raise "
+            "max_pixels."
+        )
+    if width < 1 or height < 1:
+        raise DataError(f"cannot read image {name}: it has no pixels ({width}x{height}).")
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB, keeping the full range of wide (16-bit, float) data."""
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode in _WIDE_MODES:
+        return _wide_to_l(image).convert("RGB")
+    if mode == "P" and "transparency" in image.info:
+        image, mode = image.convert("RGBA"), "RGBA"
+    if mode in _ALPHA_MODES:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def _wide_to_l(image: Image.Image) -> Image.Image:
+    """Scale a single-channel 16/32-bit or float image to 8 bits without clipping its range.
+
+    Integer images are taken as 16-bit (0..65535 maps to 0..255, i.e. divided by 257); float images
+    are taken as 0..1 when their maximum is at most 1, else as 0..255.
+    """
+    values = np.asarray(image).astype(np.float64)
+    if image.mode == "F":
+        scale = 255.0 if values.size and values.max() <= 1.0 else 1.0
+        values = values * scale
+    else:
+        values = values / 257.0
+    return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8))
+
+
+@functools.lru_cache(maxsize=16)
+def _eval_transform(pre: PreprocessSpec):  # noqa: ANN202 - torchvision type
+    from headstart.data.transforms import build_eval_transform
+
+    return build_eval_transform(pre)
+
+
+def image_to_tensor(
+    source: ImageSource,
+    preprocessing: PreprocessSpec,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> torch.Tensor:
+    """Turn an image file or bytes into the model input: THE one decode + eval-transform function.
+
+    Args:
+        source: A file path, or the encoded bytes of an image.
+        preprocessing: The model's preprocessing spec.
+        max_pixels: See ``decode_image``.
+
+    Returns:
+        A float32 tensor of shape (3, input_size, input_size), normalised with the spec's mean/std.
+    """
+    return _eval_transform(preprocessing)(decode_image(source, max_pixels=max_pixels))

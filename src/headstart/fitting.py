@@ -1,0 +1,212 @@
+"""One training run from settings to a run folder: data, model, training, artifact, test metrics.
+
+The CLI's ``train`` and ``demo`` commands and ``ImageClassifier.fit`` all call ``fit_run``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from headstart.config import Strategy, TrainConfig, dump_config
+from headstart.errors import ConfigError
+
+__all__ = ["RunResult", "fit_run", "prepare_run_dir"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunResult:
+    """What a finished run produced."""
+
+    run_dir: Path
+    model_dir: Path
+    classes: tuple[str, ...]
+    history: list[dict[str, Any]]
+    best_epoch: int
+    best_metrics: dict[str, Any]
+    test_metrics: dict[str, Any] | None
+    model: Any
+    preprocessing: Any
+    spec: Any
+    notes: list[str] = field(default_factory=list)
+
+
+def prepare_run_dir(out: str | Path, *, explicit: bool) -> tuple[Path, str | None]:
+    """Pick the run folder: an existing default name gets a numeric suffix; an explicit one errors.
+
+    Returns:
+        The folder (created) and a note when the name was changed.
+    """
+    path = Path(out)
+    if not path.exists() or (path.is_dir() and not any(path.iterdir())):
+        path.mkdir(parents=True, exist_ok=True)
+        return path, None
+    if explicit:
+        raise ConfigError(
+            f"run folder {path} already exists and is not empty; choose another --out "
+            "(headstart never overwrites a finished run)."
+        )
+    n = 2
+    while Path(f"{path}-{n}").exists():
+        n += 1
+    new = Path(f"{path}-{n}")
+    new.mkdir(parents=True)
+    return new, f"{path} exists; writing this run to {new}"
+
+
+def data_fingerprint(classes: tuple[str, ...], samples: list[Any]) -> str:
+    """A short hash of class names and (file name, size, label) of every sample."""
+    digest = hashlib.sha256(json.dumps(list(classes)).encode())
+    for s in sorted(samples, key=lambda s: s.path):
+        try:
+            size = os.stat(s.path).st_size
+        except OSError:
+            size = -1
+        digest.update(f"{Path(s.path).name}\0{size}\0{s.label}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def fit_run(
+    config: TrainConfig,
+    origin: dict[str, str] | None = None,
+    *,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    on_batch: Callable[..., None] | None = None,
+    on_note: Callable[[str], None] | None = None,
+) -> RunResult:
+    """Train a classifier as ``config`` says and write the run folder.
+
+    Args:
+        config: Effective settings.
+        origin: Where each setting came from (for ``config.yaml``); all "default" if omitted.
+        on_epoch: Called with each epoch's metrics row.
+        on_batch: Passed to the loop for progress display.
+        on_note: Called with each notice worth showing the user (renamed folder, made splits, ...).
+    """
+    from headstart.data.folders import load_splits, save_splits
+
+    origin = origin or {name: "default" for name in config.to_dict()}
+    notes: list[str] = []
+
+    def note(message: str) -> None:
+        notes.append(message)
+        log.info(message)
+        if on_note is not None:
+            on_note(message)
+
+    splits = load_splits(
+        config.data,
+        val_fraction=config.val_fraction,
+        test_fraction=config.test_fraction,
+        seed=config.seed,
+    )
+    model, spec = _create_model(config, num_classes=len(splits.classes))
+    run_dir, renamed = prepare_run_dir(config.out, explicit=origin.get("out") != "default")
+    if renamed:
+        note(renamed)
+    if splits.origin.get("layout") in ("split", "cifar10") or splits.origin.get(
+        "carved_from_train"
+    ):
+        note(
+            f"validation split made from the training images (seed {config.seed}): "
+            f"{len(splits.train)} train / {len(splits.val)} val / {len(splits.test)} test; "
+            "saved in splits.json"
+        )
+    save_splits(splits, run_dir / "splits.json")
+    dump_config(config, origin, run_dir / "config.yaml")
+    return _train_and_save(
+        config, splits, model, spec, run_dir, notes, on_epoch=on_epoch, on_batch=on_batch
+    )
+
+
+def _create_model(config: TrainConfig, *, num_classes: int) -> tuple[Any, Any]:
+    """Build the pretrained model with a new seeded head; check the strategy fits the model."""
+    import torch
+
+    from headstart.surgery import replace_head
+    from headstart.training.strategies import plan_phases
+    from headstart.zoo import create_backbone
+
+    model, spec = create_backbone(config.model, pretrained=True, weights_file=config.weights)
+    plan_phases(config, spec)  # fails early on --unfreeze-stages beyond the model's stages
+    torch.manual_seed(config.seed)
+    return replace_head(model, spec, num_classes), spec
+
+
+def _train_and_save(
+    config: TrainConfig,
+    splits: Any,
+    model: Any,
+    spec: Any,
+    run_dir: Path,
+    notes: list[str],
+    *,
+    on_epoch: Callable[[dict[str, Any]], None] | None,
+    on_batch: Callable[..., None] | None,
+) -> RunResult:
+    from headstart.artifact import LoadedModel, save_model_dir
+    from headstart.config import BnStats
+    from headstart.data.datasets import ImageDataset
+    from headstart.data.transforms import build_eval_transform, build_train_transform
+    from headstart.surgery import BnPolicy
+    from headstart.training.loop import build_loaders
+    from headstart.training.runner import run_training
+
+    classes = tuple(splits.classes)
+    pre = spec.preprocessing.with_size(config.image_size)
+    train_ds = ImageDataset(splits.train, build_train_transform(pre, config.augment.value))
+    val_ds = ImageDataset(splits.val, build_eval_transform(pre))
+    train_loader, val_loader = build_loaders(
+        train_ds,
+        val_ds,
+        batch_size=config.batch_size,
+        num_workers=config.num_workers,
+        seed=config.seed,
+    )
+    bn = BnPolicy.EVAL if config.bn_stats is BnStats.PRETRAINED else BnPolicy.FROZEN
+    result = run_training(
+        config, model, spec, train_loader, val_loader,
+        run_dir=run_dir, bn=bn, on_epoch=on_epoch, on_batch=on_batch,
+    )  # fmt: skip
+    model = result.model.cpu().eval()
+    loaded = LoadedModel(model=model, classes=classes, preprocessing=pre, name=spec.name)
+    test_metrics = _test_metrics(loaded, splits, config)
+    best = {k: v for k, v in result.best_metrics.items() if isinstance(v, (int, float, str))}
+    model_dir = save_model_dir(
+        run_dir / "model", model, spec=spec, classes=classes, preprocessing=pre,
+        extra={
+            "strategy": config.strategy.value,
+            "bn_stats": config.bn_stats.value,
+            "unfreeze_stages": (
+                config.unfreeze_stages if config.strategy is Strategy.PARTIAL else None
+            ),
+            "best_epoch": result.best_epoch,
+            "metrics": {"val": best, "test": test_metrics},
+            "data_hash": data_fingerprint(classes, list(splits.train) + list(splits.val)),
+            "images": {k: len(getattr(splits, k)) for k in ("train", "val", "test")},
+        },
+    )  # fmt: skip
+    return RunResult(
+        run_dir=run_dir, model_dir=model_dir, classes=classes, history=result.history,
+        best_epoch=result.best_epoch, best_metrics=best, test_metrics=test_metrics,
+        model=model, preprocessing=pre, spec=spec, notes=notes,
+    )  # fmt: skip
+
+
+def _test_metrics(loaded: Any, splits: Any, config: TrainConfig) -> dict[str, Any] | None:
+    """Evaluate on the test split when there is one; write ``test_metrics.json``."""
+    if not splits.test:
+        return None
+    from headstart.evaluation import evaluate_samples
+
+    result = evaluate_samples(loaded, splits.test, batch_size=config.batch_size)
+    keys = ("acc", "macro_f1", "loss", "top5", "num_images")
+    return {k: result.metrics[k] for k in keys if k in result.metrics}

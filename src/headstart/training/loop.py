@@ -1,0 +1,146 @@
+"""The training loop as plain functions: one epoch of training, one pass of evaluation."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from lightning.fabric import Fabric
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from headstart.surgery import BnPolicy, train_mode
+
+__all__ = ["build_loaders", "evaluate", "train_one_epoch"]
+
+BatchCallback = Callable[[dict[str, Any]], None]
+
+
+def build_loaders(
+    train_ds: Dataset,
+    val_ds: Dataset,
+    *,
+    batch_size: int,
+    num_workers: int = 0,
+    seed: int = 0,
+) -> tuple[DataLoader, DataLoader]:
+    """Training (shuffled by a seeded generator) and validation (in order) data loaders.
+
+    The shuffling order depends only on ``seed``. Workers persist across epochs when
+    ``num_workers > 0``. If the last training batch would hold a single image, it is dropped, since
+    BatchNorm cannot train on one sample.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    common: dict[str, Any] = {
+        "batch_size": batch_size,
+        "num_workers": num_workers,
+        "persistent_workers": num_workers > 0,
+    }
+    n = len(train_ds)  # type: ignore[arg-type]
+    drop_last = n > batch_size and n % batch_size == 1
+    train = DataLoader(train_ds, shuffle=True, generator=generator, drop_last=drop_last, **common)
+    val = DataLoader(val_ds, shuffle=False, **common)
+    return train, val
+
+
+def train_one_epoch(
+    fabric: Fabric,
+    model: nn.Module,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    loss_fn: nn.Module,
+    *,
+    bn: BnPolicy = BnPolicy.FROZEN,
+    on_batch: BatchCallback | None = None,
+) -> dict[str, float]:
+    """Train ``model`` for one pass over ``loader``, stepping ``scheduler`` after every batch.
+
+    The model is put in train mode with :func:`headstart.surgery.train_mode`, so frozen norm
+    layers keep their running statistics under ``BnPolicy.FROZEN``.
+
+    Args:
+        fabric: Runs backward (precision, devices, distributed).
+        model: The model as returned by ``fabric.setup``.
+        loader: Yields ``(images, labels)`` on the model's device (``fabric.setup_dataloaders``).
+        optimizer: Optimizer over the trainable parameters.
+        scheduler: Per-step learning-rate schedule.
+        loss_fn: Training loss, e.g. cross-entropy with label smoothing.
+        bn: BatchNorm policy for frozen layers.
+        on_batch: Called after each step with a dict of ``batch``, ``num_batches``, ``loss``
+            and ``images_per_s``.
+
+    Returns:
+        ``loss`` (mean over samples), ``acc``, ``images`` (count), ``seconds``, ``images_per_s``.
+    """
+    train_mode(model, bn=bn)
+    sums = torch.zeros(2, device=fabric.device)  # loss * batch, correct; summed on the device
+    seen = 0
+    start = time.perf_counter()
+    num_batches = len(loader)
+    for index, (images, labels) in enumerate(loader):
+        optimizer.zero_grad(set_to_none=True)
+        logits = model(images)
+        loss = loss_fn(logits, labels)
+        fabric.backward(loss)
+        optimizer.step()
+        scheduler.step()
+        batch = labels.shape[0]
+        sums[0] += loss.detach().float() * batch
+        sums[1] += (logits.detach().argmax(dim=1) == labels).sum()
+        seen += batch
+        if on_batch is not None:
+            elapsed = time.perf_counter() - start
+            on_batch(
+                {
+                    "batch": index + 1,
+                    "num_batches": num_batches,
+                    "loss": float(loss.detach()),
+                    "images_per_s": seen / elapsed if elapsed > 0 else 0.0,
+                }
+            )
+    total_loss, correct = sums.tolist()  # the one device sync of the epoch
+    seconds = time.perf_counter() - start
+    return {
+        "loss": total_loss / max(seen, 1),
+        "acc": correct / max(seen, 1),
+        "images": seen,
+        "seconds": seconds,
+        "images_per_s": seen / seconds if seconds > 0 else 0.0,
+    }
+
+
+def evaluate(
+    fabric: Fabric, model: nn.Module, loader: DataLoader, loss_fn: nn.Module
+) -> dict[str, Any]:
+    """Evaluate ``model`` on ``loader`` in eval mode without gradients.
+
+    Returns:
+        ``loss`` (mean over samples), ``acc``, ``seconds``, and ``logits`` ``[N, C]`` (float32)
+        and ``targets`` ``[N]`` concatenated on the CPU, for F1 and per-class metrics.
+    """
+    del fabric  # the loader already moves batches; kept for a uniform, distributed-ready signature
+    model.eval()
+    all_logits: list[torch.Tensor] = []
+    all_targets: list[torch.Tensor] = []
+    total_loss, seen = 0.0, 0
+    start = time.perf_counter()
+    with torch.no_grad():
+        for images, labels in loader:
+            logits = model(images)
+            total_loss += float(loss_fn(logits, labels)) * labels.shape[0]
+            seen += labels.shape[0]
+            all_logits.append(logits.float().cpu())
+            all_targets.append(labels.cpu())
+    logits_cat = torch.cat(all_logits) if all_logits else torch.zeros(0, 0)
+    targets_cat = torch.cat(all_targets) if all_targets else torch.zeros(0, dtype=torch.long)
+    correct = int((logits_cat.argmax(dim=1) == targets_cat).sum()) if seen else 0
+    return {
+        "loss": total_loss / max(seen, 1),
+        "acc": correct / max(seen, 1),
+        "seconds": time.perf_counter() - start,
+        "logits": logits_cat,
+        "targets": targets_cat,
+    }

@@ -1,0 +1,149 @@
+"""End-to-end CLI tests on generated images with a tiny timm model (offline)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from tests.e2e_helpers import TINY_MODEL, tiny_weights
+from typer.testing import CliRunner
+
+from headstart.cli.main import main
+
+runner = CliRunner()
+
+
+def run(args: list[str]) -> tuple[int, str, str]:
+    """Run the CLI in-process through ``main`` (the real error boundary)."""
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with redirect_stdout(out), redirect_stderr(err):
+        try:
+            main(args)
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    from tests.conftest import make_image_folder
+
+    root = tmp_path_factory.mktemp("e2e")
+    data = make_image_folder(root / "data", ("cat", "dog", "fox"), n=8, layout="split", n_test=3)
+    weights = tiny_weights(root)
+    args = [
+        "train", str(data), "--model", TINY_MODEL, "--weights", str(weights),
+        "--strategy", "two-phase", "--epochs", "3", "--head-epochs", "1",
+        "--image-size", "32", "--batch-size", "8", "--out", str(root / "run"), "--seed", "1",
+    ]  # fmt: skip
+    code, out, err = run(args)
+    assert code == 0, out + err
+    return root / "run", data
+
+
+def test_train_writes_the_run_folder(trained_run: tuple[Path, Path]) -> None:
+    run_dir, _ = trained_run
+    assert (run_dir / "model" / "model.safetensors").is_file()
+    meta = json.loads((run_dir / "model" / "headstart.json").read_text())
+    assert meta["classes"] == ["cat", "dog", "fox"]
+    assert meta["strategy"] == "two-phase"
+    assert meta["preprocessing"]["input_size"] == 32
+    assert {"torch", "timm", "headstart"} <= set(meta["versions"])
+    assert meta["data_hash"]
+    lines = (run_dir / "metrics.csv").read_text().strip().splitlines()
+    assert len(lines) == 1 + 3, "a header and one row per epoch"
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert config["settings"]["epochs"] == 3
+    assert config["source"]["epochs"] == "cli"
+    assert config["source"]["lr"] == "default"
+    assert (run_dir / "splits.json").is_file()
+
+
+def test_evaluate_prints_and_writes_metrics(trained_run: tuple[Path, Path], tmp_path: Path) -> None:
+    run_dir, data = trained_run
+    code, out, err = run(["evaluate", str(run_dir), str(data), "--out", str(tmp_path)])
+    assert code == 0, err
+    assert "accuracy" in out and "macro-F1" in out and "fox" in out
+    doc = json.loads((tmp_path / "metrics.json").read_text())
+    assert doc["metrics"]["num_images"] == 9  # test/ is preferred: 3 classes x 3 images
+    assert set(doc["metrics"]["per_class"]) == {"cat", "dog", "fox"}
+
+
+def test_predict_json_and_topk(trained_run: tuple[Path, Path]) -> None:
+    run_dir, data = trained_run
+    code, out, err = run(["predict", str(run_dir), str(data / "test" / "cat"), "--json", "-k", "2"])
+    assert code == 0, err
+    rows = json.loads(out)
+    assert len(rows) == 3
+    assert all(len(r["top"]) == 2 for r in rows)
+    assert all(r["top"][0]["label"] in {"cat", "dog", "fox"} for r in rows)
+    probs = [t["prob"] for t in rows[0]["top"]]
+    assert probs == sorted(probs, reverse=True)
+
+
+def test_predict_table(trained_run: tuple[Path, Path]) -> None:
+    run_dir, data = trained_run
+    code, out, _ = run(["predict", str(run_dir / "model"), str(data / "val")])
+    assert code == 0
+    assert "probability" in out
+
+
+def test_models_list_and_show() -> None:
+    code, out, _ = run(["models", "list", "bundled:*"])
+    assert code == 0 and "bundled:efficientnet_lite0" in out
+    code, out, _ = run(["models", "show", "bundled:efficientnet_lite0"])
+    assert code == 0 and "224 px" in out and "bicubic" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["train", "{tmp}/missing"], "missing"),
+        (["train", "{data}", "--strategy", "two_phase"], "two-phase"),
+        (["train", "{data}", "--model", "efficientnet_lite9"], "efficientnet_lite"),
+        (["train", "{one}"], "2 classes"),
+        (["train", "{data}", "--strategy", "partial", "--unfreeze-stages", "99",
+          "--model", "bundled:efficientnet_lite0"], "stages"),
+        (["evaluate", "{tmp}", "{data}"], "not a headstart model"),
+        (["predict", "{tmp}", "{data}"], "not a headstart model"),
+    ],
+)  # fmt: skip
+def test_bad_input_is_one_line_and_exit_2(
+    args: list[str], needle: str, tmp_path: Path, image_folder_factory
+) -> None:
+    data = image_folder_factory(tmp_path / "data", ("a", "b"), n=4)
+    one = image_folder_factory(tmp_path / "one", ("only",), n=4)
+    filled = [a.format(tmp=tmp_path, data=data, one=one) for a in args] + [
+        "--out",
+        str(tmp_path / "run"),
+    ] * (args[0] == "train")
+    code, out, err = run(filled)
+    assert code == 2, out + err
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert needle.lower() in err.lower(), err
+    assert "Traceback" not in err
+
+
+def test_empty_class_folder_is_an_error(tmp_path: Path, image_folder_factory) -> None:
+    data = image_folder_factory(tmp_path / "data", ("a", "b"), n=4)
+    (data / "c").mkdir()
+    code, _, err = run(["train", str(data), "--out", str(tmp_path / "run")])
+    assert code == 2, err
+    assert "c" in err and "no images" in err.lower(), err
+
+
+def test_help_is_fast_and_lists_commands() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "headstart", "--help"], capture_output=True, text=True, check=True
+    )
+    for command in ("train", "evaluate", "predict", "models", "demo"):
+        assert command in out.stdout

@@ -1,0 +1,82 @@
+import io
+import math
+
+import pytest
+import torch
+
+from headstart.config import Optimizer
+from headstart.errors import ConfigError
+from headstart.training.optim import build_optimizer, build_scheduler
+
+
+def make_groups():
+    w, b = torch.nn.Parameter(torch.zeros(2, 2)), torch.nn.Parameter(torch.zeros(2))
+    return [
+        {"name": "head", "params": [w], "lr": 1.0, "weight_decay": 0.1},
+        {"name": "head/no_decay", "params": [b], "lr": 0.5, "weight_decay": 0.0},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "cls"),
+    [("sgd", torch.optim.SGD), (Optimizer.ADAM, torch.optim.Adam), ("adamw", torch.optim.AdamW)],
+)
+def test_build_optimizer_keeps_group_settings(name, cls):
+    opt = build_optimizer(make_groups(), name, lr=9.0, momentum=0.9, weight_decay=0.3)
+    assert isinstance(opt, cls)
+    assert [g["lr"] for g in opt.param_groups] == [1.0, 0.5]
+    assert [g["weight_decay"] for g in opt.param_groups] == [0.1, 0.0]
+    assert [g["name"] for g in opt.param_groups] == ["head", "head/no_decay"]
+    if cls is torch.optim.SGD:
+        assert opt.param_groups[0]["nesterov"] and opt.param_groups[0]["momentum"] == 0.9
+
+
+def test_build_optimizer_unknown_name():
+    with pytest.raises(ConfigError, match="use one of sgd, adam, adamw"):
+        build_optimizer(make_groups(), "lion", lr=1.0, momentum=0.9, weight_decay=0.0)
+
+
+def lrs(scheduler, steps):
+    out = []
+    for _ in range(steps):
+        out.append(scheduler.optimizer.param_groups[0]["lr"])
+        scheduler.optimizer.step()
+        scheduler.step()
+    return out
+
+
+def test_scheduler_warmup_then_cosine():
+    opt = build_optimizer(make_groups(), "sgd", lr=1.0, momentum=0.0, weight_decay=0.0)
+    sched = build_scheduler(opt, total_steps=10, warmup_steps=2)
+    values = lrs(sched, 10)
+    expected = [1 / 3, 2 / 3] + [0.5 * (1 + math.cos(math.pi * s / 8)) for s in range(8)]
+    assert values == pytest.approx(expected)
+    assert values[2] == pytest.approx(1.0) and values[-1] < 0.05
+
+    opt = build_optimizer(make_groups(), "sgd", lr=1.0, momentum=0.0, weight_decay=0.0)
+    sched = build_scheduler(opt, total_steps=10, warmup_steps=2)
+    lrs(sched, 5)  # every group follows the same factor, so discriminative ratios stay
+    assert opt.param_groups[1]["lr"] == pytest.approx(opt.param_groups[0]["lr"] * 0.5)
+
+
+def test_scheduler_caps_warmup_and_rejects_zero_steps():
+    opt = build_optimizer(make_groups(), "sgd", lr=1.0, momentum=0.0, weight_decay=0.0)
+    values = lrs(build_scheduler(opt, total_steps=4, warmup_steps=100), 4)
+    assert values[2] == pytest.approx(1.0)  # warm-up capped at half the steps
+    with pytest.raises(ConfigError):
+        build_scheduler(opt, total_steps=0, warmup_steps=0)
+
+
+def test_scheduler_state_dict_round_trip_weights_only():
+    opt = build_optimizer(make_groups(), "adamw", lr=1.0, momentum=0.0, weight_decay=0.0)
+    sched = build_scheduler(opt, total_steps=20, warmup_steps=4)
+    lrs(sched, 7)
+    buffer = io.BytesIO()
+    torch.save({"opt": opt.state_dict(), "sched": sched.state_dict()}, buffer)
+    buffer.seek(0)
+    state = torch.load(buffer, weights_only=True)
+    opt2 = build_optimizer(make_groups(), "adamw", lr=1.0, momentum=0.0, weight_decay=0.0)
+    sched2 = build_scheduler(opt2, total_steps=20, warmup_steps=4)
+    opt2.load_state_dict(state["opt"])
+    sched2.load_state_dict(state["sched"])
+    assert lrs(sched2, 13) == pytest.approx(lrs(sched, 13))

@@ -147,3 +147,45 @@ def test_help_is_fast_and_lists_commands() -> None:
     )
     for command in ("train", "evaluate", "predict", "models", "demo"):
         assert command in out.stdout
+
+
+def test_demo_runs_end_to_end_offline(tmp_path: Path) -> None:
+    args = ["demo", "--epochs", "2", "--image-size", "32", "--out", str(tmp_path / "run"),
+            "--data-dir", str(tmp_path / "data")]  # fmt: skip
+    code, out, err = run(args)
+    assert code == 0, out + err
+    assert "test: acc" in out and "run folder" in out
+    meta = json.loads((tmp_path / "run" / "model" / "headstart.json").read_text())
+    assert meta["model"] == "bundled:efficientnet_lite0" and len(meta["classes"]) == 10
+    assert meta["metrics"]["test"]["num_images"] == 200
+
+
+def test_predict_with_a_zoo_model_name_uses_imagenet_classes(tmp_path: Path) -> None:
+    from PIL import Image
+    from skimage import data as samples
+
+    photo = tmp_path / "chelsea.png"
+    Image.fromarray(samples.chelsea()).save(photo)
+    code, out, err = run(["predict", "bundled:efficientnet_lite0", str(photo), "--json"])
+    assert code == 0, err
+    top = json.loads(out)[0]["top"]
+    assert top[0]["label"] in {"tiger cat", "Egyptian cat", "tabby"}
+
+
+def test_config_file_values_and_cli_override(tmp_path: Path, image_folder_factory) -> None:
+    data = image_folder_factory(tmp_path / "data", ("a", "b"), n=6)
+    weights = tiny_weights(tmp_path)
+    config = tmp_path / "settings.yaml"
+    config.write_text(
+        yaml.safe_dump({"model": TINY_MODEL, "weights": str(weights), "epochs": 1,
+                        "strategy": "feature-extract", "image_size": 32, "batch_size": 4,
+                        "lr": 0.01})
+    )  # fmt: skip
+    code, out, err = run(
+        ["train", str(data), "--config", str(config), "--lr", "0.02", "--out", str(tmp_path / "r")]
+    )
+    assert code == 0, out + err
+    saved = yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())
+    assert saved["settings"]["lr"] == 0.02 and saved["source"]["lr"] == "cli"
+    assert saved["settings"]["epochs"] == 1 and saved["source"]["epochs"] == "file"
+    assert saved["source"]["patience"] == "default"

@@ -6,7 +6,7 @@ from typing import Any
 
 from rich.console import Console
 
-out = Console(highlight=False)
+out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 

@@ -10,7 +10,7 @@ import typer
 
 def demo(
     out: Annotated[str, typer.Option("--out", "-o", help="Run folder.")] = "runs/demo",
-    epochs: Annotated[int, typer.Option(min=2, help="Total epochs (head first, then all).")] = 4,
+    epochs: Annotated[int, typer.Option(min=2, help="Total epochs (head first, then all).")] = 6,
     image_size: Annotated[int, typer.Option(min=32, help="Input size in pixels.")] = 96,
     data_dir: Annotated[
         Path | None,

@@ -129,7 +129,7 @@ def run_with_progress(cfg: TrainConfig, origin: dict[str, str], fit: Any) -> Any
     def on_epoch(row: dict[str, Any]) -> None:
         if "task" in state:
             progress.remove_task(state.pop("task"))
-        progress.console.print(epoch_line(row, cfg.epochs))
+        progress.console.print(epoch_line(row, cfg.epochs), markup=False)
 
     def on_note(message: str) -> None:
         err.print(f"note: {message}")

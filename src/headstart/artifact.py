@@ -190,7 +190,18 @@ def load_model_dir(path: str | Path) -> LoadedModel:
 
 
 def load_model(ref: str | Path, *, image_size: int | None = None) -> LoadedModel:
-    """Load a run dir, a model dir, or a zoo model name (pretrained, with its ImageNet classes)."""
+    """Load a run dir, a model dir, an exported ``.onnx`` / TorchScript file, or a zoo model name.
+
+    A zoo name gives the pretrained model with its ImageNet classes.
+    """
+    if Path(ref).is_file():
+        from headstart.export import load_exported
+
+        if image_size is not None:
+            raise ModelError(
+                f"{ref} is an exported model with a fixed input size; drop --image-size."
+            )
+        return load_exported(ref)
     if Path(ref).exists():
         loaded = load_model_dir(ref)
     else:

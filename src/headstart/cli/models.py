@@ -38,9 +38,10 @@ def show(name: Annotated[str, typer.Argument(help="Model name.", show_default=Fa
     Example: headstart models show bundled:efficientnet_lite0
     """
     from headstart.cli.console import out
-    from headstart.zoo import create_backbone
+    from headstart.zoo import create_backbone, resolve_name
 
-    model, spec = create_backbone(name, pretrained=False)
+    # bundled weights ship with headstart, so their class names can be shown without a download
+    model, spec = create_backbone(name, pretrained=resolve_name(name).startswith("bundled:"))
     pre = spec.preprocessing
     params = sum(p.numel() for p in model.parameters())
     rows = [
@@ -55,7 +56,7 @@ def show(name: Annotated[str, typer.Argument(help="Model name.", show_default=Fa
         ("std", ", ".join(f"{v:.4f}" for v in pre.std)),
         ("classifier", f"{spec.classifier} ({spec.num_features} features)"),
         ("stages", f"{spec.num_stages} (for --unfreeze-stages 0..{spec.num_stages})"),
-        ("pretrained classes", str(len(spec.categories))),
+        ("pretrained classes", str(len(spec.categories)) if spec.categories else "not loaded"),
         ("weights licence", spec.license),
     ]
     for key, value in rows:

@@ -1,0 +1,64 @@
+"""``headstart serve``: an HTTP prediction server for a run (FastAPI + uvicorn)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from headstart.cli.options import ModelRef
+
+
+def serve(
+    ref: ModelRef,
+    host: Annotated[
+        str, typer.Option("--host", help="Address to bind; 0.0.0.0 exposes it to the network.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="TCP port.")] = 8000,
+    max_body_mb: Annotated[
+        float, typer.Option("--max-body-mb", min=0.001, help="Largest request body, in MB.")
+    ] = 10.0,
+    max_concurrency: Annotated[
+        int, typer.Option("--max-concurrency", min=1, help="Inferences at once; more get 503.")
+    ] = 4,
+    max_pixels: Annotated[
+        int, typer.Option("--max-pixels", min=1, help="Largest image (width * height) decoded.")
+    ] = 40_000_000,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token", envvar="HEADSTART_TOKEN", help="Require 'Authorization: Bearer TOKEN'."
+        ),
+    ] = None,
+) -> None:
+    """Serve predictions over HTTP: POST /predict, POST /predict/batch, GET /health, /metadata.
+
+    REF may also be an exported .onnx / .ts file. Example: headstart serve runs/run --port 8000
+    """
+    from pathlib import Path
+
+    from headstart.artifact import load_model
+    from headstart.cli.console import err
+    from headstart.serve import run_server
+
+    path = Path(ref)
+    if path.is_file():
+        from headstart.export import load_exported
+
+        loaded = load_exported(path)
+    else:
+        loaded = load_model(ref)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        err.print(f"warning: binding {host} exposes the server beyond this machine.")
+    if token is None and host not in ("127.0.0.1", "localhost", "::1"):
+        err.print("warning: no --token; anyone who can reach the port can use the model.")
+    err.print(f"serving {loaded.name} ({len(loaded.classes)} classes) on http://{host}:{port}/docs")
+    run_server(
+        loaded,
+        host=host,
+        port=port,
+        max_body_bytes=int(max_body_mb * 1024 * 1024),
+        max_concurrency=max_concurrency,
+        token=token,
+        max_pixels=max_pixels,
+    )

@@ -92,6 +92,7 @@ def fit_run(
         on_note: Called with each notice worth showing the user (renamed folder, made splits, ...).
     """
     from headstart.data.folders import load_splits, save_splits
+    from headstart.data.scan import audit_splits
 
     origin = origin or {name: "default" for name in config.to_dict()}
     notes: list[str] = []
@@ -108,6 +109,18 @@ def fit_run(
         test_fraction=config.test_fraction,
         seed=config.seed,
     )
+    report = audit_splits(splits)  # read-only: decodes every image once
+    report.raise_if_unusable(config.max_bad_fraction)
+    if report.num_bad_samples:
+        note(
+            f"skipping {report.num_bad_samples} of {report.num_samples} images that cannot be "
+            "used; they are listed in data_report.json"
+        )
+    for warning in report.warnings[:5]:
+        note(warning)
+    if len(report.warnings) > 5:
+        note(f"{len(report.warnings) - 5} more data warning(s) in data_report.json")
+    splits = report.clean_splits()
     model, spec = _create_model(config, num_classes=len(splits.classes))
     run_dir, renamed = prepare_run_dir(config.out, explicit=origin.get("out") != "default")
     if renamed:
@@ -121,6 +134,7 @@ def fit_run(
             "saved in splits.json"
         )
     save_splits(splits, run_dir / "splits.json")
+    report.save(run_dir / "data_report.json")
     dump_config(config, origin, run_dir / "config.yaml")
     return _train_and_save(
         config, splits, model, spec, run_dir, notes, on_epoch=on_epoch, on_batch=on_batch
@@ -176,9 +190,10 @@ def _train_and_save(
         config, model, spec, train_loader, val_loader,
         run_dir=run_dir, bn=bn, on_epoch=on_epoch, on_batch=on_batch,
     )  # fmt: skip
+    _report_run_failures(run_dir / "data_report.json", train_ds, val_ds, notes=notes)
     model = result.model.cpu().eval()
     loaded = LoadedModel(model=model, classes=classes, preprocessing=pre, name=spec.name)
-    test_metrics = _test_metrics(loaded, splits, config)
+    test_metrics, evaluated = _test_metrics(loaded, splits, config)
     best = {k: v for k, v in result.best_metrics.items() if isinstance(v, (int, float, str))}
     model_dir = save_model_dir(
         run_dir / "model", model, spec=spec, classes=classes, preprocessing=pre,
@@ -194,6 +209,7 @@ def _train_and_save(
             "images": {k: len(getattr(splits, k)) for k in ("train", "val", "test")},
         },
     )  # fmt: skip
+    _write_run_report(run_dir, evaluated, splits)
     return RunResult(
         run_dir=run_dir, model_dir=model_dir, classes=classes, history=result.history,
         best_epoch=result.best_epoch, best_metrics=best, test_metrics=test_metrics,
@@ -201,12 +217,51 @@ def _train_and_save(
     )  # fmt: skip
 
 
-def _test_metrics(loaded: Any, splits: Any, config: TrainConfig) -> dict[str, Any] | None:
-    """Evaluate on the test split when there is one; write ``test_metrics.json``."""
-    if not splits.test:
-        return None
+def _report_run_failures(report_path: Path, *datasets: Any, notes: list[str]) -> None:
+    """Add files that broke during training (substituted by the datasets) to the data report."""
+    failed = {path: reason for ds in datasets for path, reason in ds.failures.items()}
+    if not failed:
+        return
+    message = f"{len(failed)} image(s) broke during training and were replaced; see {report_path}"
+    notes.append(message)
+    log.warning(message)
+    doc = json.loads(report_path.read_text())
+    doc["failed_during_run"] = [{"path": p, "reason": r} for p, r in sorted(failed.items())]
+    report_path.write_text(json.dumps(doc, indent=1))
+
+
+def _test_metrics(loaded: Any, splits: Any, config: TrainConfig) -> tuple[dict | None, Any]:
+    """Evaluate on the test split, else on the validation split.
+
+    Returns:
+        The test metrics (None without a test split) and the evaluation the run's report shows.
+    """
     from headstart.evaluation import evaluate_samples
 
-    result = evaluate_samples(loaded, splits.test, batch_size=config.batch_size)
+    samples = splits.test or splits.val
+    if not samples:
+        return None, None
+    result = evaluate_samples(loaded, samples, batch_size=config.batch_size)
+    if not splits.test:
+        return None, result
     keys = ("acc", "macro_f1", "loss", "top5", "num_images")
-    return {k: result.metrics[k] for k in keys if k in result.metrics}
+    return {k: result.metrics[k] for k in keys if k in result.metrics}, result
+
+
+def _write_run_report(run_dir: Path, result: Any, splits: Any) -> None:
+    """Write the evaluation report (HTML, Markdown, CSV, pictures) into ``run_dir/report``."""
+    if result is None:
+        return
+    import yaml
+
+    from headstart.report import write_report
+
+    split = "test" if splits.test else "validation (also used to pick the best epoch)"
+    config_file = run_dir / "config.yaml"
+    write_report(
+        run_dir / "report", result, splits.classes,
+        history_csv=run_dir / "metrics.csv",
+        config=yaml.safe_load(config_file.read_text()) if config_file.is_file() else None,
+        data_summary=splits,
+        title=f"{run_dir.name}: {split} split",
+    )  # fmt: skip

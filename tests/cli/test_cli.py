@@ -65,6 +65,8 @@ def test_train_writes_the_run_folder(trained_run: tuple[Path, Path]) -> None:
     assert config["source"]["epochs"] == "cli"
     assert config["source"]["lr"] == "default"
     assert (run_dir / "splits.json").is_file()
+    for name in ("report.html", "report.md", "metrics.json", "curves.png", "misclassified.csv"):
+        assert (run_dir / "report" / name).is_file(), name
 
 
 def test_evaluate_prints_and_writes_metrics(trained_run: tuple[Path, Path], tmp_path: Path) -> None:
@@ -75,6 +77,10 @@ def test_evaluate_prints_and_writes_metrics(trained_run: tuple[Path, Path], tmp_
     doc = json.loads((tmp_path / "metrics.json").read_text())
     assert doc["metrics"]["num_images"] == 9  # test/ is preferred: 3 classes x 3 images
     assert set(doc["metrics"]["per_class"]) == {"cat", "dog", "fox"}
+    assert doc["model"] == str(run_dir) and "ece" in doc["metrics"]
+    for name in ("report.html", "per_class.csv", "curves.png", "top_losses.png"):
+        assert (tmp_path / name).is_file(), name
+    assert "report written to" in out
 
 
 def test_predict_json_and_topk(trained_run: tuple[Path, Path]) -> None:

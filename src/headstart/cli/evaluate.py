@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -21,12 +21,21 @@ def evaluate(
     ],
     out: Annotated[
         Path | None,
-        typer.Option("--out", "-o", help="Folder for metrics.json [default: RUN/eval]."),
+        typer.Option(
+            "--out", "-o", help="Folder for the report and metrics.json [default: RUN/eval]."
+        ),
     ] = None,
+    report: Annotated[
+        bool,
+        typer.Option(
+            "--report/--no-report",
+            help="Write report.html, report.md, CSVs and pictures next to metrics.json.",
+        ),
+    ] = True,
     batch_size: BatchSize = 64,
     as_json: Json = False,
 ) -> None:
-    """Evaluate a trained model on labelled images and write metrics.json.
+    """Evaluate a trained model on labelled images; write metrics.json and the report.
 
     Example: headstart evaluate runs/run photos/test
     """
@@ -43,16 +52,40 @@ def evaluate(
         out = (
             model_dir.parent if model_dir and model_dir.name == "model" else Path("runs")
         ) / "eval"
-    path = save_eval_json(
-        result, out / "metrics.json", extra={"model": str(ref), "data": str(data)}
-    )
+    extra = {"model": str(ref), "data": str(data)}
+    if report:
+        run_dir = model_dir.parent if model_dir and model_dir.name == "model" else None
+        path = _write_report(out, result, loaded.classes, run_dir, extra).html
+    else:
+        path = save_eval_json(result, out / "metrics.json", extra=extra)
     if as_json:
         import json
 
         typer.echo(json.dumps(result.metrics, indent=2, default=float))
         return
     _print_table(result.metrics, loaded.classes)
-    console.print(f"metrics written to {path}")
+    console.print(f"{'report' if report else 'metrics'} written to {path}")
+
+
+def _write_report(
+    out: Path, result: Any, classes: tuple[str, ...], run_dir: Path | None, extra: dict
+) -> Any:
+    """Write the full report; the run's metrics.csv and config.yaml are used when present."""
+    import yaml
+
+    from headstart.report import write_report
+
+    config_file = run_dir / "config.yaml" if run_dir else None
+    config = (
+        yaml.safe_load(config_file.read_text()) if config_file and config_file.is_file() else None
+    )
+    return write_report(
+        out, result, classes,
+        history_csv=run_dir / "metrics.csv" if run_dir else None,
+        config=config,
+        title=f"{extra['model']} on {extra['data']}",
+        extra=extra,
+    )  # fmt: skip
 
 
 def _print_table(metrics: dict, classes: tuple[str, ...]) -> None:

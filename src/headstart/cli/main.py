@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from headstart.cli import demo, evaluate, export, models, predict, serve, train
+from headstart.cli import check, demo, evaluate, export, models, predict, serve, train
 
 __all__ = ["app", "main"]
 
@@ -23,6 +23,7 @@ app.command("evaluate", no_args_is_help=True)(evaluate.evaluate)
 app.command("predict", no_args_is_help=True)(predict.predict)
 app.command("export", no_args_is_help=True)(export.export)
 app.command("serve", no_args_is_help=True)(serve.serve)
+app.command("check", no_args_is_help=True)(check.check)
 app.command("demo")(demo.demo)
 app.add_typer(models.app, name="models")
 

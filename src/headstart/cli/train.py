@@ -65,6 +65,12 @@ def train(
     num_workers: Annotated[int, typer.Option(min=0)] = _D.num_workers,
     accelerator: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = _D.accelerator,
     precision: Annotated[str, typer.Option(help="32-true, bf16-mixed or 16-mixed.")] = _D.precision,
+    max_bad_fraction: Annotated[
+        float,
+        typer.Option(
+            min=0.0, max=1.0, help="Refuse to train when more than this fraction of images is bad."
+        ),
+    ] = _D.max_bad_fraction,
     config: Annotated[
         Path | None, typer.Option(help="YAML file of settings; command-line options win.")
     ] = None,

@@ -1,0 +1,112 @@
+"""``headstart check``: audit a data folder (read-only) and print what cannot be used, and why."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+_MAX_LISTED = 20
+
+
+def check(
+    data: Annotated[
+        Path,
+        typer.Argument(
+            help="Data folder: DATA/<class>/* or DATA/train|val|test/<class>/*.",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Also write the report as JSON to this file.")
+    ] = None,
+    max_pixels: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Larger images (width x height) are rejected as bombs (default 89478485).",
+            show_default=False,
+        ),
+    ] = None,
+    min_size: Annotated[
+        int, typer.Option(min=1, help="Images with a shorter side (pixels) are rejected.")
+    ] = 8,
+    max_bad_fraction: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Unusable above this fraction of bad images.")
+    ] = 0.1,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Decoding threads (default: CPUs, at most 16).")
+    ] = None,
+) -> None:
+    """Decode every image in DATA and report bad files, duplicates, leaks and class counts.
+
+    Never modifies, moves or deletes a file. Exits 0 when the data can be trained on, else 2.
+
+    Example: headstart check photos --out report.json
+    """
+    from headstart.cli.console import out as console
+    from headstart.data.images import DEFAULT_MAX_PIXELS
+    from headstart.data.scan import audit_folder
+    from headstart.errors import DataError
+
+    folders_log = logging.getLogger("headstart.data.folders")
+    level = folders_log.level
+    folders_log.setLevel(logging.ERROR)  # the report below lists what load_splits would log
+    try:
+        report = audit_folder(
+            data, max_pixels=max_pixels or DEFAULT_MAX_PIXELS, min_size=min_size, workers=workers
+        )
+    finally:
+        folders_log.setLevel(level)
+    if report.num_samples or report.bad:
+        print_report(report)
+    if out is not None:
+        report.save(out)
+        console.print(f"report written to {out}")
+    problems = report.problems(max_bad_fraction)
+    if problems:
+        raise DataError(problems[0])
+    console.print("[green]the data can be used for training[/green]")
+
+
+def print_report(report: Any) -> None:
+    """Print an ``AuditReport``: class counts, bad files by kind, duplicates, leaks, warnings."""
+    from rich.table import Table
+
+    from headstart.cli.console import out
+    from headstart.data.scan import BAD_KINDS
+
+    counts = report.counts
+    splits = [s for s in ("train", "val", "test") if sum(counts[s].values())]
+    table = Table("class", *splits, title=f"usable images in {report.root}")
+    for name in report.splits.classes:
+        table.add_row(name, *(str(counts[s][name]) for s in splits))
+    out.print(table)
+    out.print(
+        f"{report.num_samples} image files decoded in {report.seconds:.1f}s: "
+        f"{report.num_bad_samples} cannot be used ({report.bad_fraction:.1%})"
+    )
+    for kind, heading in BAD_KINDS.items():
+        files = [b for b in report.bad if b.kind == kind]
+        if files:
+            out.print(f"\n[bold]{heading}[/bold] ({len(files)})")
+            _print_items([f"  {b.path}: {b.reason}" for b in files])
+    if report.duplicates:
+        out.print(f"\n[bold]identical files[/bold] ({len(report.duplicates)} groups)")
+        _print_items(["  " + ", ".join(group) for group in report.duplicates])
+    if report.leaks:
+        out.print(f"\n[bold]images in train and in val/test[/bold] ({len(report.leaks)})")
+        _print_items([f"  {x.other} ({x.split}) = {x.train} (train)" for x in report.leaks])
+    for warning in report.warnings:
+        out.print(f"[yellow]warning:[/yellow] {warning}")
+
+
+def _print_items(lines: list[str]) -> None:
+    from headstart.cli.console import out
+
+    for line in lines[:_MAX_LISTED]:
+        out.print(line, markup=False)
+    if len(lines) > _MAX_LISTED:
+        out.print(f"  ... and {len(lines) - _MAX_LISTED} more (see --out FILE for all)")

@@ -1,0 +1,320 @@
+"""Pictures of a run: confusion matrix, training curves, prediction grids, reliability diagram.
+
+Every function takes plain values (numpy arrays, lists, dicts), writes one PNG and returns its path.
+Figures are built with ``matplotlib.figure.Figure`` and rendered by the Agg canvas directly, so
+plotting never touches pyplot's global state or the user's interactive backend and works headless.
+Label font sizes adapt to the number of classes; a confusion matrix of more than
+``MAX_LABELLED_CLASSES`` classes drops its tick labels (see :func:`plot_top_confusions` instead).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from headstart.data.images import decode_image
+from headstart.errors import DataError
+
+__all__ = [
+    "MAX_LABELLED_CLASSES",
+    "normalize_rows",
+    "phase_boundaries",
+    "plot_confusion_matrix",
+    "plot_curves",
+    "plot_prediction_grid",
+    "plot_reliability",
+    "plot_top_confusions",
+]
+
+MAX_LABELLED_CLASSES = 30
+"""Largest confusion matrix drawn with class names on its axes."""
+_ANNOTATE_CLASSES = 12
+_THUMBNAIL = 160
+_WRONG, _RIGHT = "#c62828", "#2e7d32"
+
+
+def _figure(width: float, height: float, **kwargs: Any) -> Any:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), **kwargs)
+
+
+def _save(fig: Any, path: str | Path, *, dpi: int = 100) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight", facecolor="white")
+    return path
+
+
+def _shorten(name: str, limit: int = 18) -> str:
+    return name if len(name) <= limit else name[: limit - 1] + "…"
+
+
+def _label_fontsize(num_classes: int) -> float:
+    return float(np.clip(14 - 0.3 * num_classes, 5, 10))
+
+
+def normalize_rows(cm: np.ndarray) -> np.ndarray:
+    """Divide each row by its sum (rows of zeros stay zero)."""
+    cm = np.asarray(cm, dtype=np.float64)
+    sums = cm.sum(axis=1, keepdims=True)
+    return np.divide(cm, sums, out=np.zeros_like(cm), where=sums > 0)
+
+
+def plot_confusion_matrix(
+    cm: np.ndarray,
+    classes: Sequence[str],
+    path: str | Path,
+    *,
+    normalize: bool = False,
+    title: str | None = None,
+) -> Path:
+    """Draw a confusion matrix (rows = true class, columns = predicted class).
+
+    Args:
+        cm: Counts, shape ``[C, C]``.
+        classes: Class names, in label order.
+        path: PNG to write.
+        normalize: Show each row divided by its sum (per-class recall on the diagonal).
+        title: Figure title; a default names the kind of matrix.
+    """
+    counts = np.asarray(cm)
+    n = len(classes)
+    values = normalize_rows(counts) if normalize else counts
+    side = float(np.clip(3.5 + 0.22 * n, 4.5, 11))
+    fig = _figure(side + 1.2, side)
+    ax = fig.add_subplot()
+    vmax = 1.0 if normalize else max(float(values.max(initial=0)), 1.0)
+    image = ax.imshow(values, cmap="Blues", vmin=0, vmax=vmax, interpolation="nearest")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    if n <= MAX_LABELLED_CLASSES:
+        size = _label_fontsize(n)
+        names = [_shorten(c) for c in classes]
+        ax.set_xticks(range(n), names, rotation=90 if n > 6 else 0, fontsize=size)
+        ax.set_yticks(range(n), names, fontsize=size)
+    else:
+        step = 10 if n <= 200 else 50
+        ax.set_xticks(range(0, n, step))
+        ax.set_yticks(range(0, n, step))
+        ax.set_title("class index (names dropped: too many classes)", fontsize=8, loc="left")
+    if n <= _ANNOTATE_CLASSES:
+        _annotate_cells(ax, values, vmax, normalize=normalize)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    kind = "row-normalised" if normalize else "counts"
+    fig.suptitle(title or f"Confusion matrix ({kind})")
+    return _save(fig, path)
+
+
+def _annotate_cells(ax: Any, values: np.ndarray, vmax: float, *, normalize: bool) -> None:
+    n = values.shape[0]
+    size = float(np.clip(16 - n, 6, 11))
+    for i in range(n):
+        for j in range(n):
+            v = values[i, j]
+            text = f"{v:.2f}" if normalize else f"{int(v)}"
+            colour = "white" if v > 0.6 * vmax else "black"
+            ax.text(j, i, text, ha="center", va="center", fontsize=size, color=colour)
+
+
+def plot_top_confusions(
+    pairs: Sequence[tuple[str, str, int]], path: str | Path, *, title: str | None = None
+) -> Path:
+    """Draw the most frequent (true → predicted) mistakes as horizontal bars, largest on top.
+
+    Args:
+        pairs: ``(true name, predicted name, count)``, largest first.
+        path: PNG to write.
+        title: Figure title.
+    """
+    k = max(len(pairs), 1)
+    fig = _figure(7, float(np.clip(0.3 * k + 1.2, 2.0, 9)))
+    ax = fig.add_subplot()
+    labels = [f"{_shorten(t, 24)} → {_shorten(p, 24)}" for t, p, _ in pairs]
+    counts = [c for _, _, c in pairs]
+    ax.barh(range(len(pairs)), counts, color="#ef6c00")
+    ax.set_yticks(range(len(pairs)), labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("images")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    if not pairs:
+        ax.text(0.5, 0.5, "no mistakes", ha="center", va="center", transform=ax.transAxes)
+    fig.suptitle(title or "Most confused pairs (true → predicted)")
+    return _save(fig, path)
+
+
+def _column(rows: Sequence[Mapping[str, Any]], key: str) -> np.ndarray:
+    out = []
+    for row in rows:
+        try:
+            out.append(float(row.get(key, "nan")))
+        except (TypeError, ValueError):
+            out.append(math.nan)
+    return np.asarray(out, dtype=np.float64)
+
+
+def phase_boundaries(rows: Sequence[Mapping[str, Any]]) -> list[tuple[float, str]]:
+    """Return ``(epoch where a phase starts, phase name)`` for each phase after the first."""
+    epochs = _column(rows, "epoch")
+    found = []
+    for i in range(1, len(rows)):
+        if rows[i].get("phase") != rows[i - 1].get("phase"):
+            found.append((float(epochs[i]) - 0.5, str(rows[i].get("phase"))))
+    return found
+
+
+def plot_curves(history_rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
+    """Draw loss, accuracy and learning rate per epoch, with dashed lines where a phase starts.
+
+    Args:
+        history_rows: Rows of ``metrics.csv`` (values may be strings, as read by ``csv``).
+        path: PNG to write.
+    """
+    epochs = _column(history_rows, "epoch")
+    fig = _figure(14, 4)
+    axes = fig.subplots(1, 3)
+    marker = "o" if len(history_rows) <= 30 else None
+    panels = (
+        ("loss", (("train_loss", "train"), ("val_loss", "val"))),
+        ("accuracy", (("train_acc", "train"), ("val_acc", "val"), ("val_f1", "val macro-F1"))),
+        ("learning rate", (("lr", "lr (head)"),)),
+    )
+    for ax, (name, series) in zip(axes, panels):
+        for key, label in series:
+            values = _column(history_rows, key)
+            if np.isfinite(values).any():
+                style = "--" if key == "val_f1" else "-"
+                ax.plot(epochs, values, style, marker=marker, markersize=3, label=label)
+        ax.set_title(name)
+        ax.set_xlabel("epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=8)
+    lr = _column(history_rows, "lr")
+    if np.isfinite(lr).any() and (lr[np.isfinite(lr)] > 0).all():
+        axes[2].set_yscale("log")
+    first = history_rows[0].get("phase") if history_rows else None
+    for ax in axes:
+        for x, phase in phase_boundaries(history_rows):
+            ax.axvline(x, color="grey", linestyle=":", linewidth=1.2)
+            ax.text(x, 1.0, f" {phase}", transform=ax.get_xaxis_transform(), fontsize=8,
+                    va="top", color="dimgrey")  # fmt: skip
+    if first:
+        axes[0].text(0.01, 1.0, f"{first}", transform=axes[0].transAxes, fontsize=8,
+                     va="top", color="dimgrey")  # fmt: skip
+    if not history_rows:
+        axes[0].text(0.5, 0.5, "no history", ha="center", transform=axes[0].transAxes)
+    return _save(fig, path)
+
+
+def _thumbnail(path: str) -> np.ndarray | None:
+    try:
+        image = decode_image(path)
+    except (DataError, OSError):
+        return None
+    image.thumbnail((_THUMBNAIL, _THUMBNAIL))
+    return np.asarray(image)
+
+
+def plot_prediction_grid(
+    paths: Sequence[str],
+    true_names: Sequence[str],
+    pred_names: Sequence[str],
+    confidences: Sequence[float],
+    path: str | Path,
+    *,
+    notes: Sequence[str] | None = None,
+    title: str = "Predictions",
+    columns: int = 6,
+) -> Path:
+    """Draw image thumbnails captioned with predicted and true label; mistakes framed in red.
+
+    Args:
+        paths: Image files (unreadable ones are drawn as a grey tile).
+        true_names: True class name of each image.
+        pred_names: Predicted class name of each image.
+        confidences: Probability of the predicted class.
+        path: PNG to write.
+        notes: An extra caption line per image (e.g. its loss).
+        title: Figure title.
+        columns: Images per row.
+    """
+    n = len(paths)
+    cols = max(1, min(columns, n))
+    rows = max(1, math.ceil(n / cols))
+    fig = _figure(2.3 * cols, 2.6 * rows + 0.4)
+    axes = np.atleast_1d(fig.subplots(rows, cols)).reshape(-1)
+    for i, ax in enumerate(axes):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if i >= n:
+            ax.axis("off")
+            continue
+        pixels = _thumbnail(paths[i])
+        ax.imshow(pixels if pixels is not None else np.full((8, 8, 3), 200, np.uint8))
+        wrong = pred_names[i] != true_names[i]
+        colour = _WRONG if wrong else _RIGHT
+        mark = "✗ " if wrong else ""
+        caption = f"{mark}pred {_shorten(pred_names[i], 26)} ({confidences[i]:.2f})"
+        caption += f"\ntrue {_shorten(true_names[i], 26)}"
+        if notes is not None:
+            caption += f"\n{notes[i]}"
+        if pixels is None:
+            caption += "\n(unreadable)"
+        ax.set_title(caption, fontsize=7.5, color=colour)
+        for spine in ax.spines.values():
+            spine.set_edgecolor(colour)
+            spine.set_linewidth(3 if wrong else 1)
+    if n == 0:
+        axes[0].axis("off")
+        axes[0].text(0.5, 0.5, "no images", ha="center", va="center")
+    fig.suptitle(title)
+    return _save(fig, path, dpi=90)
+
+
+def plot_reliability(
+    bin_edges: np.ndarray,
+    bin_accuracy: np.ndarray,
+    bin_confidence: np.ndarray,
+    bin_counts: np.ndarray,
+    path: str | Path,
+    *,
+    ece: float,
+) -> Path:
+    """Draw a reliability diagram: accuracy per confidence bin against the diagonal, with counts.
+
+    Args:
+        bin_edges: ``n_bins + 1`` edges over [0, 1].
+        bin_accuracy: Accuracy of the predictions in each bin (0 for empty bins).
+        bin_confidence: Mean confidence in each bin (0 for empty bins).
+        bin_counts: Predictions in each bin.
+        path: PNG to write.
+        ece: Expected calibration error, shown in the title.
+    """
+    edges = np.asarray(bin_edges, dtype=np.float64)
+    counts = np.asarray(bin_counts)
+    width, left = np.diff(edges), edges[:-1]
+    fig = _figure(5.5, 6)
+    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    filled = counts > 0
+    top.bar(left[filled], np.asarray(bin_accuracy)[filled], width=width[filled], align="edge",
+            color="#1e88e5", edgecolor="black", linewidth=0.5, label="accuracy")  # fmt: skip
+    gap_low = np.minimum(bin_accuracy, bin_confidence)[filled]
+    gap = np.abs(np.asarray(bin_accuracy) - np.asarray(bin_confidence))[filled]
+    top.bar(left[filled], gap, bottom=gap_low, width=width[filled], align="edge",
+            facecolor="none", edgecolor="#e53935", hatch="//", label="gap to diagonal")  # fmt: skip
+    top.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
+    top.set_xlim(0, 1)
+    top.set_ylim(0, 1)
+    top.set_ylabel("accuracy")
+    top.legend(loc="upper left", fontsize=8, framealpha=0.9)
+    top.set_title(f"Reliability (ECE {ece:.4f}, {len(width)} bins)")
+    bottom.bar(left, counts, width=width, align="edge", color="#757575")
+    bottom.set_xlabel("confidence (probability of the predicted class)")
+    bottom.set_ylabel("images")
+    return _save(fig, path)

@@ -92,7 +92,6 @@ def fit_run(
         on_note: Called with each notice worth showing the user (renamed folder, made splits, ...).
     """
     from headstart.data.folders import load_splits, save_splits
-    from headstart.data.scan import audit_splits
 
     origin = origin or {name: "default" for name in config.to_dict()}
     notes: list[str] = []
@@ -109,17 +108,7 @@ def fit_run(
         test_fraction=config.test_fraction,
         seed=config.seed,
     )
-    report = audit_splits(splits)  # read-only: decodes every image once
-    report.raise_if_unusable(config.max_bad_fraction)
-    if report.num_bad_samples:
-        note(
-            f"skipping {report.num_bad_samples} of {report.num_samples} images that cannot be "
-            "used; they are listed in data_report.json"
-        )
-    for warning in report.warnings[:5]:
-        note(warning)
-    if len(report.warnings) > 5:
-        note(f"{len(report.warnings) - 5} more data warning(s) in data_report.json")
+    report = _audit(splits, config, note)
     splits = report.clean_splits()
     model, spec = _create_model(config, num_classes=len(splits.classes))
     run_dir, renamed = prepare_run_dir(config.out, explicit=origin.get("out") != "default")
@@ -139,6 +128,24 @@ def fit_run(
     return _train_and_save(
         config, splits, model, spec, run_dir, notes, on_epoch=on_epoch, on_batch=on_batch
     )
+
+
+def _audit(splits: Any, config: TrainConfig, note: Callable[[str], None]) -> Any:
+    """Decode every image once (read-only); refuse unusable data, note skipped files."""
+    from headstart.data.scan import audit_splits
+
+    report = audit_splits(splits)
+    report.raise_if_unusable(config.max_bad_fraction)
+    if report.num_bad_samples:
+        note(
+            f"skipping {report.num_bad_samples} of {report.num_samples} images that cannot be "
+            "used; they are listed in data_report.json"
+        )
+    for warning in report.warnings[:5]:
+        note(warning)
+    if len(report.warnings) > 5:
+        note(f"{len(report.warnings) - 5} more data warning(s) in data_report.json")
+    return report
 
 
 def _create_model(config: TrainConfig, *, num_classes: int) -> tuple[Any, Any]:

@@ -232,3 +232,18 @@ def test_report_renders_in_headless_chromium(hundred_class_report: Path, tmp_pat
     assert f'data-image-count="{images}"' in done.stdout
     assert 'data-images-loaded="true"' in done.stdout
     assert "class_042" in done.stdout
+
+
+def test_training_summary_reads_the_last_epoch() -> None:
+    from headstart.report import training_summary
+
+    rows = [
+        {"epoch": "1", "train_loss": "1.0", "train_acc": "0.5", "val_loss": "0.9", "val_acc": "0.6",
+         "val_f1": "0.55"},
+        {"epoch": "2", "train_loss": "0.5", "train_acc": "0.8", "val_loss": "0.7", "val_acc": "0.7",
+         "val_f1": "0.65"},
+    ]  # fmt: skip
+    summary = training_summary(rows)
+    assert summary["train"] == {"epoch": 2.0, "loss": 0.5, "acc": 0.8}
+    assert summary["val"] == {"epoch": 2.0, "loss": 0.7, "acc": 0.7, "f1": 0.65}
+    assert training_summary([]) == {}

@@ -97,6 +97,7 @@ class TrainConfig:
     accelerator: str = "auto"
     precision: str = "32-true"
     max_bad_fraction: float = 0.1
+    tensorboard: bool = False
 
     def __post_init__(self) -> None:
         for name, enum in (

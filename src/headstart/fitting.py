@@ -10,6 +10,7 @@ import json
 import logging
 import os
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,9 +126,11 @@ def fit_run(
     save_splits(splits, run_dir / "splits.json")
     report.save(run_dir / "data_report.json")
     dump_config(config, origin, run_dir / "config.yaml")
+    skipped = [(bad.path, bad.reason) for bad in report.bad]
     return _train_and_save(
-        config, splits, model, spec, run_dir, notes, on_epoch=on_epoch, on_batch=on_batch
-    )
+        config, splits, model, spec, run_dir, notes,
+        skipped=skipped, on_epoch=on_epoch, on_batch=on_batch,
+    )  # fmt: skip
 
 
 def _audit(splits: Any, config: TrainConfig, note: Callable[[str], None]) -> Any:
@@ -170,6 +173,7 @@ def _train_and_save(
     run_dir: Path,
     notes: list[str],
     *,
+    skipped: list[tuple[str, str]],
     on_epoch: Callable[[dict[str, Any]], None] | None,
     on_batch: Callable[..., None] | None,
 ) -> RunResult:
@@ -193,10 +197,17 @@ def _train_and_save(
         seed=config.seed,
     )
     bn = BnPolicy.EVAL if config.bn_stats is BnStats.PRETRAINED else BnPolicy.FROZEN
-    result = run_training(
-        config, model, spec, train_loader, val_loader,
-        run_dir=run_dir, bn=bn, on_epoch=on_epoch, on_batch=on_batch,
-    )  # fmt: skip
+    with ExitStack() as stack:
+        if config.tensorboard:
+            from headstart.training.tensorboard import TensorBoardLog
+
+            on_epoch = stack.enter_context(
+                TensorBoardLog(run_dir / "tensorboard", then=on_epoch)
+            ).log_epoch
+        result = run_training(
+            config, model, spec, train_loader, val_loader,
+            run_dir=run_dir, bn=bn, on_epoch=on_epoch, on_batch=on_batch,
+        )  # fmt: skip
     _report_run_failures(run_dir / "data_report.json", train_ds, val_ds, notes=notes)
     model = result.model.cpu().eval()
     loaded = LoadedModel(model=model, classes=classes, preprocessing=pre, name=spec.name)
@@ -216,7 +227,7 @@ def _train_and_save(
             "images": {k: len(getattr(splits, k)) for k in ("train", "val", "test")},
         },
     )  # fmt: skip
-    _write_run_report(run_dir, evaluated, splits)
+    _write_run_report(run_dir, evaluated, splits, skipped)
     return RunResult(
         run_dir=run_dir, model_dir=model_dir, classes=classes, history=result.history,
         best_epoch=result.best_epoch, best_metrics=best, test_metrics=test_metrics,
@@ -255,7 +266,9 @@ def _test_metrics(loaded: Any, splits: Any, config: TrainConfig) -> tuple[dict |
     return {k: result.metrics[k] for k in keys if k in result.metrics}, result
 
 
-def _write_run_report(run_dir: Path, result: Any, splits: Any) -> None:
+def _write_run_report(
+    run_dir: Path, result: Any, splits: Any, skipped: list[tuple[str, str]]
+) -> None:
     """Write the evaluation report (HTML, Markdown, CSV, pictures) into ``run_dir/report``."""
     if result is None:
         return
@@ -270,5 +283,6 @@ def _write_run_report(run_dir: Path, result: Any, splits: Any) -> None:
         history_csv=run_dir / "metrics.csv",
         config=yaml.safe_load(config_file.read_text()) if config_file.is_file() else None,
         data_summary=splits,
+        skipped=skipped,
         title=f"{run_dir.name}: {split} split",
     )  # fmt: skip

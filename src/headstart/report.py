@@ -37,6 +37,7 @@ __all__ = [
     "calibration_bins",
     "expected_calibration_error",
     "read_history",
+    "training_summary",
     "summarize_data",
     "top_confused_pairs",
     "write_report",
@@ -359,6 +360,7 @@ def write_report(
     data = summarize_data(data_summary, classes)
     doc = {**(extra or {}), **_json_doc(analysis, title=title, config=config, data=data,
                                         skipped=_normalise_skipped(skipped))}  # fmt: skip
+    doc["training"] = training_summary(history)
     metrics_json = out / "metrics.json"
     metrics_json.write_text(json.dumps(doc, indent=2, default=str) + "\n", encoding="utf-8")
     html_path = out / "report.html"
@@ -414,6 +416,31 @@ _OVERALL = (
 )
 
 
+def training_summary(history: Sequence[Mapping[str, str]]) -> dict[str, dict[str, float]]:
+    """Loss, accuracy (and F1) of the last epoch for train and val, from ``metrics.csv`` rows."""
+    if not history:
+        return {}
+    last = history[-1]
+    out: dict[str, dict[str, float]] = {}
+    for split in ("train", "val"):
+        values = {
+            name: float(last[f"{split}_{name}"])
+            for name in ("loss", "acc", "f1")
+            if last.get(f"{split}_{name}") not in (None, "")
+        }
+        if values:
+            out[split] = {"epoch": float(last.get("epoch", len(history))), **values}
+    return out
+
+
+def _training_rows(training: Mapping[str, Mapping[str, float]]) -> list[list[str]]:
+    return [
+        [f"{split} (last epoch, {int(v['epoch'])})", *(_fmt(v[k]) if k in v else "" for k in
+                                                        ("loss", "acc", "f1"))]
+        for split, v in training.items()
+    ]  # fmt: skip
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4f}"
@@ -444,6 +471,10 @@ def _sections(doc: dict[str, Any], analysis: _Analysis) -> list[tuple[str, list[
     sections: list[tuple[str, list[str], list[Any]]] = [
         ("Overall", ["metric", "value"], _overall_rows(doc["metrics"])),
     ]
+    if doc.get("training"):
+        sections.append(
+            ("Training", ["split", "loss", "accuracy", "macro F1"], _training_rows(doc["training"]))
+        )
     if doc["data"]:
         sections.append(
             ("Data", ["class", *doc["data"]], _data_rows(doc["data"], analysis.classes))

@@ -195,3 +195,24 @@ def test_config_file_values_and_cli_override(tmp_path: Path, image_folder_factor
     assert saved["settings"]["lr"] == 0.02 and saved["source"]["lr"] == "cli"
     assert saved["settings"]["epochs"] == 1 and saved["source"]["epochs"] == "file"
     assert saved["source"]["patience"] == "default"
+
+
+def test_bad_files_are_skipped_and_listed_in_the_run_report(
+    tmp_path: Path, image_folder_factory
+) -> None:
+    data = image_folder_factory(tmp_path / "data", ("a", "b"), n=6)
+    bad = data / "a" / "notes.jpg"
+    bad.write_text("not an image")
+    args = ["train", str(data), "--model", TINY_MODEL, "--weights", str(tiny_weights(tmp_path)),
+            "--strategy", "feature-extract", "--epochs", "1", "--image-size", "32",
+            "--out", str(tmp_path / "run"), "--tensorboard"]  # fmt: skip
+    code, out, err = run(args)
+    assert code == 0, out + err
+    assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
+    assert "skipping 1 of 13 images" in err
+    report = json.loads((tmp_path / "run" / "report" / "metrics.json").read_text())
+    assert [s["path"] for s in report["skipped"]] == [str(bad)]
+    assert report["training"]["train"]["epoch"] == 1
+    html = (tmp_path / "run" / "report" / "report.html").read_text()
+    assert "notes.jpg" in html and "Training" in html
+    assert bad.read_text() == "not an image"  # the user's file is untouched

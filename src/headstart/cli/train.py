@@ -71,6 +71,9 @@ def train(
             min=0.0, max=1.0, help="Refuse to train when more than this fraction of images is bad."
         ),
     ] = _D.max_bad_fraction,
+    tensorboard: Annotated[
+        bool, typer.Option(help="Also log metrics as TensorBoard events in RUN/tensorboard.")
+    ] = _D.tensorboard,
     config: Annotated[
         Path | None, typer.Option(help="YAML file of settings; command-line options win.")
     ] = None,

@@ -3,11 +3,13 @@
 Starts a server subprocess for ``--ref`` (a run folder, a model folder, an exported file or a zoo
 name), sends ``--requests`` POST /predict requests from ``--clients`` threads, a ``--bad`` fraction
 of them malformed, oversized or decompression bombs, then prints requests/s, p50/p99 latency of the
-good requests, status counts and the server's RSS before and after.
+good requests, status counts and the server's RSS before and after. ``--max-batch``,
+``--batch-wait-ms`` and ``--max-concurrency`` set the server's micro-batching and limits
+(``--max-batch 1`` turns batching off).
 
 Example:
     uv run python benchmarks/serve_load.py --ref bundled:efficientnet_lite0 \
-        --requests 200 --clients 4
+        --requests 200 --clients 8 --bad 0 --max-batch 16
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ def payloads() -> dict[str, bytes]:
     }
 
 
-def start_server(ref: str, port: int) -> subprocess.Popen:
+def start_server(ref: str, port: int, args: argparse.Namespace) -> subprocess.Popen:
     code = (
         "import sys\n"
         "from pathlib import Path\n"
@@ -73,7 +75,8 @@ def start_server(ref: str, port: int) -> subprocess.Popen:
         "ref = sys.argv[1]\n"
         "loaded = load_exported(ref) if Path(ref).is_file() else load_model(ref)\n"
         f"run_server(loaded, port={port}, max_body_bytes={int(MAX_BODY_MB * 1024 * 1024)},"
-        f" max_pixels={MAX_PIXELS}, max_concurrency=4, log_level='warning')\n"
+        f" max_pixels={MAX_PIXELS}, max_concurrency={args.max_concurrency},"
+        f" max_batch={args.max_batch}, batch_wait_ms={args.batch_wait_ms}, log_level='warning')\n"
     )
     return subprocess.Popen([sys.executable, "-c", code, ref])
 
@@ -120,11 +123,16 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--bad", type=float, default=0.25)
+    parser.add_argument("--max-batch", type=int, default=1, help="1 turns batching off")
+    parser.add_argument("--batch-wait-ms", type=float, default=5.0)
+    parser.add_argument("--max-concurrency", type=int, default=32)
     args = parser.parse_args()
     if not 0 < args.requests <= 100_000 or not 0 < args.clients <= 64:
         raise SystemExit("--requests must be in 1..100000 and --clients in 1..64")
+    if args.max_batch < 1 or args.batch_wait_ms < 0 or args.max_concurrency < 1:
+        raise SystemExit("--max-batch and --max-concurrency must be positive, --batch-wait-ms >= 0")
     bodies, jobs, port = payloads(), plan(args.requests, args.bad), free_port()
-    proc = start_server(args.ref, port)
+    proc = start_server(args.ref, port, args)
     try:
         wait_ready(port, proc)
         send(port, "POST", "/predict", bodies["good"])  # warm up
@@ -148,6 +156,8 @@ def report(results: list, elapsed: float, before: int, after: int, alive: bool, 
     by_kind = Counter((kind, status) for kind, status, _ in results)
     statuses = Counter(status for _, status, _ in results)
     print(f"ref={args.ref} requests={args.requests} clients={args.clients} bad={args.bad}")
+    print(f"server: max_batch={args.max_batch} batch_wait_ms={args.batch_wait_ms:g} "
+          f"max_concurrency={args.max_concurrency}")  # fmt: skip
     print(f"throughput: {len(results) / elapsed:.1f} requests/s over {elapsed:.1f} s")
     if latencies:
         p50 = latencies[len(latencies) // 2]

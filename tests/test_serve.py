@@ -7,6 +7,7 @@ import io
 import json
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -24,8 +25,9 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
 from headstart.artifact import LoadedModel  # noqa: E402
+from headstart.errors import ConfigError  # noqa: E402
 from headstart.prediction import predict_files  # noqa: E402
-from headstart.serve import create_app  # noqa: E402
+from headstart.serve import WORKER_NAME, create_app  # noqa: E402
 
 CLASSES = ("cat", "dog", "fox")
 
@@ -108,9 +110,15 @@ def loaded() -> LoadedModel:
     return _tiny_loaded()
 
 
-@pytest.fixture(scope="module")
-def port(loaded: LoadedModel) -> Iterator[int]:
-    app = create_app(loaded, max_body_bytes=200_000, max_concurrency=4, max_pixels=250_000)
+@pytest.fixture(scope="module", params=[1, 16], ids=["unbatched", "batched"])
+def port(loaded: LoadedModel, request: pytest.FixtureRequest) -> Iterator[int]:
+    app = create_app(
+        loaded,
+        max_body_bytes=200_000,
+        max_concurrency=4,
+        max_pixels=250_000,
+        max_batch=request.param,
+    )
     with serving(app) as p:
         yield p
 
@@ -220,11 +228,13 @@ class _Blocking(nn.Module):
         return torch.zeros(len(x), len(CLASSES))
 
 
-def test_concurrency_limit_gives_503(loaded: LoadedModel) -> None:
+@pytest.mark.parametrize("max_batch", [1, 16])
+def test_concurrency_limit_gives_503(loaded: LoadedModel, max_batch: int) -> None:
     slow = _Blocking()
     fake = LoadedModel(slow, CLASSES, loaded.preprocessing, "fake")
     headers = {"Content-Type": "image/png"}
-    with serving(create_app(fake, max_concurrency=1)) as port, ThreadPoolExecutor(1) as pool:
+    app = create_app(fake, max_concurrency=1, max_batch=max_batch)
+    with serving(app) as port, ThreadPoolExecutor(1) as pool:
         first = pool.submit(request, port, "POST", "/predict", png_bytes(), headers)
         assert slow.entered.wait(timeout=20)
         status, hdrs, _ = request(port, "POST", "/predict", png_bytes(), headers)
@@ -247,3 +257,95 @@ def test_mini_load_keeps_server_up(port: int) -> None:
     for kind, status in zip(kinds, statuses):
         assert (status == 200) if kind == "good" else (400 <= status < 500), (kind, status)
     assert request(port, "GET", "/health")[0] == 200
+
+
+class _Gated(nn.Module):
+    """Wraps a model, records each forward's batch size; forwards wait (bounded) until released."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner, self.sizes = inner, []
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.sizes.append(len(x))
+        self.entered.set()
+        self.release.wait(timeout=20)
+        return self.inner(x)
+
+
+def _workers() -> int:
+    return sum(t.name == WORKER_NAME for t in threading.enumerate())
+
+
+def _burst(loaded: LoadedModel, images: list[bytes], max_batch: int) -> tuple[list[Any], list[int]]:
+    """POST the images at once: the first holds the model until the others are queued.
+
+    Returns the response documents, in order, and the batch size of each forward call.
+    """
+    gated = _Gated(loaded.model)
+    fake = LoadedModel(gated, loaded.classes, loaded.preprocessing, loaded.name)
+    app = create_app(fake, max_batch=max_batch, batch_wait_ms=0)
+    headers = {"Content-Type": "image/png"}
+    workers = _workers()
+    with serving(app) as port, ThreadPoolExecutor(len(images)) as pool:
+        assert _workers() == workers + 1
+        try:
+            first = pool.submit(request, port, "POST", "/predict?topk=3", images[0], headers)
+            assert gated.entered.wait(timeout=20)
+            rest = [
+                pool.submit(request, port, "POST", "/predict?topk=3", data, headers)
+                for data in images[1:]
+            ]
+            for _ in range(400):  # bounded wait (20 s) until the others are all queued
+                if app.state.batcher.queued() == len(rest):
+                    break
+                time.sleep(0.05)
+        finally:
+            gated.release.set()
+        replies = [f.result(timeout=60) for f in [first, *rest]]
+    assert _workers() == workers, "the batch worker outlived the app"
+    assert all(status == 200 for status, _, _ in replies), replies
+    return [doc for _, _, doc in replies], gated.sizes
+
+
+def test_batched_predictions_equal_single(loaded: LoadedModel, tmp_path: Path) -> None:
+    images = [png_bytes(size=(40 + 3 * i, 30 + i), seed=i) for i in range(6)]
+    docs, sizes = _burst(loaded, images, max_batch=16)
+    assert sizes == [1, 5]
+    for i, (data, doc) in enumerate(zip(images, docs)):
+        file = tmp_path / f"{i}.png"
+        file.write_bytes(data)
+        (single,) = predict_files(loaded, [file], topk=3, batch_size=1)
+        assert [t["label"] for t in doc["top"]] == list(single.labels)
+        assert [t["prob"] for t in doc["top"]] == pytest.approx(single.probs, abs=1e-5)
+
+
+@pytest.mark.parametrize(("max_batch", "expected"), [(16, [1, 7]), (4, [1, 4, 3])])
+def test_concurrent_requests_share_forward_calls(
+    loaded: LoadedModel, max_batch: int, expected: list[int]
+) -> None:
+    docs, sizes = _burst(loaded, [png_bytes(seed=i) for i in range(8)], max_batch=max_batch)
+    assert sizes == expected  # 8 requests, fewer forward calls, none over max_batch
+    assert all(len(doc["top"]) == 3 for doc in docs)
+
+
+def test_max_batch_one_runs_each_request_alone(loaded: LoadedModel) -> None:
+    gated = _Gated(loaded.model)
+    gated.release.set()
+    app = create_app(LoadedModel(gated, CLASSES, loaded.preprocessing, "x"), max_batch=1)
+    assert app.state.batcher is None
+    headers = {"Content-Type": "image/png"}
+    with serving(app) as port, ThreadPoolExecutor(4) as pool:
+        futures = [
+            pool.submit(request, port, "POST", "/predict", png_bytes(seed=i), headers)
+            for i in range(4)
+        ]
+        assert [f.result(timeout=60)[0] for f in futures] == [200] * 4
+    assert gated.sizes == [1] * 4
+
+
+@pytest.mark.parametrize("settings", [{"max_batch": 0}, {"batch_wait_ms": -1.0}])
+def test_bad_batch_settings_are_config_errors(loaded: LoadedModel, settings: dict) -> None:
+    with pytest.raises(ConfigError, match="max_batch"):
+        create_app(loaded, **settings)

@@ -98,6 +98,7 @@ class TrainConfig:
     precision: str = "32-true"
     max_bad_fraction: float = 0.1
     tensorboard: bool = False
+    checkpoint_every_steps: int = 500
 
     def __post_init__(self) -> None:
         for name, enum in (
@@ -114,6 +115,11 @@ class TrainConfig:
             raise ConfigError(f"--unfreeze-stages must be >= 0, got {self.unfreeze_stages}.")
         if self.head_epochs < 0:
             raise ConfigError(f"--head-epochs must be >= 0, got {self.head_epochs}.")
+        if self.checkpoint_every_steps < 0:
+            raise ConfigError(
+                f"--checkpoint-every-steps must be >= 0 (0: at epoch ends only), "
+                f"got {self.checkpoint_every_steps}."
+            )
         if self.strategy is Strategy.TWO_PHASE and self.head_epochs >= self.epochs:
             raise ConfigError(
                 f"two-phase training needs --epochs ({self.epochs}) greater than --head-epochs "

@@ -18,7 +18,7 @@ from typing import Any
 from headstart.config import Strategy, TrainConfig, dump_config
 from headstart.errors import ConfigError
 
-__all__ = ["RunResult", "fit_run", "prepare_run_dir"]
+__all__ = ["RunResult", "fit_run", "prepare_run_dir", "resume_run"]
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +133,60 @@ def fit_run(
     )  # fmt: skip
 
 
+def resume_run(
+    run_dir: str | Path,
+    overrides: dict[str, Any] | None = None,
+    *,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    on_batch: Callable[..., None] | None = None,
+    on_note: Callable[[str], None] | None = None,
+) -> RunResult:
+    """Continue the run in ``run_dir`` from its last checkpoint, with its saved settings and splits.
+
+    Args:
+        run_dir: A run folder written by :func:`fit_run` (``config.yaml``, ``splits.json``,
+            ``checkpoints/``).
+        overrides: Settings that may change on resume (``num_workers``, ``accelerator``,
+            ``checkpoint_every_steps``, ...); others make the checkpoint refuse to load.
+        on_epoch: Called with each further epoch's metrics row.
+        on_batch: Passed to the loop for progress display.
+        on_note: Called with each notice worth showing the user.
+
+    Raises:
+        ConfigError: If ``run_dir`` is not a run folder.
+        CheckpointError: If no usable checkpoint is there or it does not match the settings.
+    """
+    from headstart.config import load_config
+    from headstart.data.folders import read_splits
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file() or not (run_dir / "splits.json").is_file():
+        raise ConfigError(
+            f"{run_dir} is not a headstart run folder (no config.yaml / splits.json); pass the "
+            "folder that `headstart train` wrote, e.g. runs/run."
+        )
+    config, _ = load_config(run_dir / "config.yaml", **(overrides or {}))
+    splits = read_splits(run_dir / "splits.json")  # already without the skipped files
+    model, spec = _create_model(config, num_classes=len(splits.classes))
+    notes = [f"resuming the run in {run_dir} from its last checkpoint"]
+    log.info(notes[0])
+    if on_note is not None:
+        on_note(notes[0])
+    return _train_and_save(
+        config, splits, model, spec, run_dir, notes, skipped=_saved_skipped(run_dir),
+        on_epoch=on_epoch, on_batch=on_batch, resume_from=run_dir,
+    )  # fmt: skip
+
+
+def _saved_skipped(run_dir: Path) -> list[tuple[str, str]]:
+    """The skipped files listed in ``run_dir/data_report.json`` (none if it is missing)."""
+    try:
+        bad = json.loads((run_dir / "data_report.json").read_text()).get("bad", [])
+    except (OSError, ValueError):
+        return []
+    return [(str(b["path"]), str(b["reason"])) for b in bad]
+
+
 def _audit(splits: Any, config: TrainConfig, note: Callable[[str], None]) -> Any:
     """Decode every image once (read-only); refuse unusable data, note skipped files."""
     from headstart.data.scan import audit_splits
@@ -176,6 +230,7 @@ def _train_and_save(
     skipped: list[tuple[str, str]],
     on_epoch: Callable[[dict[str, Any]], None] | None,
     on_batch: Callable[..., None] | None,
+    resume_from: Path | None = None,
 ) -> RunResult:
     from headstart.artifact import LoadedModel, save_model_dir
     from headstart.config import BnStats
@@ -207,6 +262,7 @@ def _train_and_save(
         result = run_training(
             config, model, spec, train_loader, val_loader,
             run_dir=run_dir, bn=bn, on_epoch=on_epoch, on_batch=on_batch,
+            resume_from=resume_from, checkpoint_every_steps=config.checkpoint_every_steps,
         )  # fmt: skip
     _report_run_failures(run_dir / "data_report.json", train_ds, val_ds, notes=notes)
     model = result.model.cpu().eval()

@@ -19,11 +19,28 @@ def serve(
         float, typer.Option("--max-body-mb", min=0.001, help="Largest request body, in MB.")
     ] = 10.0,
     max_concurrency: Annotated[
-        int, typer.Option("--max-concurrency", min=1, help="Inferences at once; more get 503.")
-    ] = 4,
+        int,
+        typer.Option(
+            "--max-concurrency", min=1, help="Requests in progress at once; more get 503."
+        ),
+    ] = 8,
     max_pixels: Annotated[
         int, typer.Option("--max-pixels", min=1, help="Largest image (width * height) decoded.")
     ] = 40_000_000,
+    max_batch: Annotated[
+        int,
+        typer.Option(
+            "--max-batch",
+            min=1,
+            help="Images per batched forward pass of concurrent requests; 1: off.",
+        ),
+    ] = 1,
+    batch_wait_ms: Annotated[
+        float,
+        typer.Option(
+            "--batch-wait-ms", min=0, help="How long a request may wait for others to batch with."
+        ),
+    ] = 5.0,
     token: Annotated[
         str | None,
         typer.Option(
@@ -35,19 +52,11 @@ def serve(
 
     REF may also be an exported .onnx / .ts file. Example: headstart serve runs/run --port 8000
     """
-    from pathlib import Path
-
     from headstart.artifact import load_model
     from headstart.cli.console import err
     from headstart.serve import run_server
 
-    path = Path(ref)
-    if path.is_file():
-        from headstart.export import load_exported
-
-        loaded = load_exported(path)
-    else:
-        loaded = load_model(ref)
+    loaded = load_model(ref)  # a run, a model folder, an exported file or a zoo name
     if host not in ("127.0.0.1", "localhost", "::1"):
         err.print(f"warning: binding {host} exposes the server beyond this machine.")
     if token is None and host not in ("127.0.0.1", "localhost", "::1"):
@@ -61,4 +70,6 @@ def serve(
         max_concurrency=max_concurrency,
         token=token,
         max_pixels=max_pixels,
+        max_batch=max_batch,
+        batch_wait_ms=batch_wait_ms,
     )

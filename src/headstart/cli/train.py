@@ -10,18 +10,20 @@ import typer
 from headstart.config import Augment, BnStats, Optimizer, Strategy, TrainConfig
 
 _D = TrainConfig()
+_RESUME_OPTIONS = ("num_workers", "accelerator", "precision", "checkpoint_every_steps")
+"""Options that may be given with --resume; every other setting comes from the run's config.yaml."""
 
 
 def train(
     ctx: typer.Context,
     data: Annotated[
-        str,
+        str | None,
         typer.Argument(
             help="Image folder (class sub-folders, or train/ val/ [test/]) or a built-in dataset "
-            "name (cifar10).",
+            "name (cifar10). Not needed with --resume.",
             show_default=False,
         ),
-    ],
+    ] = None,
     model: Annotated[str, typer.Option("--model", "-m", help="Zoo model name.")] = _D.model,
     weights: Annotated[
         Path | None, typer.Option(help="Local weight file (.safetensors or .pth) for the model.")
@@ -74,22 +76,40 @@ def train(
     tensorboard: Annotated[
         bool, typer.Option(help="Also log metrics as TensorBoard events in RUN/tensorboard.")
     ] = _D.tensorboard,
+    checkpoint_every_steps: Annotated[
+        int, typer.Option(min=0, help="Also checkpoint every N steps within an epoch (0: off).")
+    ] = _D.checkpoint_every_steps,
     config: Annotated[
         Path | None, typer.Option(help="YAML file of settings; command-line options win.")
+    ] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            help="Continue the interrupted run in this run folder with its saved settings.",
+            show_default=False,
+        ),
     ] = None,
 ) -> None:
     """Fine-tune a pretrained model on DATA and write a run folder.
 
     Example: headstart train photos/ --strategy partial --unfreeze-stages 2 --epochs 8
+
+    Continue a stopped run: headstart train --resume runs/run
     """
     from headstart.config import build_config, load_config
+    from headstart.errors import ConfigError
     from headstart.fitting import fit_run
 
     given = {
         name: value
         for name, value in ctx.params.items()
-        if name != "config" and _from_command_line(ctx, name)
+        if name not in ("config", "resume", "data") and _from_command_line(ctx, name)
     }
+    if resume is not None:
+        _resume(resume, given, data=data, config=config)
+        return
+    if data is None:
+        raise ConfigError("missing DATA: give an image folder, or --resume RUN_DIR.")
     given["data"] = data
     if weights is not None:
         given["weights"] = str(weights)
@@ -99,6 +119,34 @@ def train(
         cfg, origin = build_config(cli_values=given)
     result = run_with_progress(cfg, origin, fit_run)
     print_summary(result)
+
+
+def _resume(run_dir: Path, given: dict[str, Any], *, data: str | None, config: Path | None) -> None:
+    """``--resume RUN_DIR``: continue that run; only a few operational options may change."""
+    from headstart.config import load_config
+    from headstart.errors import ConfigError
+    from headstart.fitting import resume_run
+
+    extra = [name for name in given if name not in _RESUME_OPTIONS]
+    if data is not None or config is not None or extra:
+        names = ["DATA"] * (data is not None) + ["--config"] * (config is not None)
+        names += ["--" + name.replace("_", "-") for name in extra]
+        raise ConfigError(
+            f"--resume continues {run_dir} with its saved settings; drop {', '.join(names)} "
+            "(or start a new run with another --out)."
+        )
+    config_file = run_dir / "config.yaml"
+    if not config_file.is_file():
+        raise ConfigError(
+            f"{run_dir} is not a headstart run folder (no config.yaml); pass the folder that "
+            "`headstart train` wrote, e.g. runs/run."
+        )
+    cfg, origin = load_config(config_file, **given)
+
+    def fit(cfg: Any, origin: Any, **callbacks: Any) -> Any:
+        return resume_run(run_dir, given, **callbacks)
+
+    print_summary(run_with_progress(cfg, origin, fit))
 
 
 def _from_command_line(ctx: typer.Context, name: str) -> bool:

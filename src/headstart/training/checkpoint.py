@@ -3,14 +3,21 @@
 A checkpoint is a dict of tensors and plain containers (dict, list, tuple, str, int, float, bool,
 None) written with ``torch.save`` and read with ``torch.load(weights_only=True)``. RNG states are
 stored as tensors and ints for the same reason.
+
+A run keeps ``last.pt`` and the one before it, ``last.prev.pt``; :func:`load_latest_checkpoint`
+falls back to the previous one when the latest cannot be read. Temporary files left by a process
+killed mid-write are removed by :func:`sweep_temporaries`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import logging
 import os
 import random
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -21,31 +28,94 @@ import torch
 from headstart.errors import CheckpointError
 
 __all__ = [
+    "DELAY_ENV",
     "atomic_write_text",
     "capture_rng_state",
     "load_checkpoint",
+    "load_latest_checkpoint",
+    "previous_path",
     "restore_rng_state",
     "save_checkpoint",
+    "sweep_temporaries",
 ]
+
+logger = logging.getLogger(__name__)
+
+DELAY_ENV = "HEADSTART_CHECKPOINT_DELAY"
+"""Seconds to sleep inside each checkpoint write (before and after the rename); unset = off.
+Only for the kill-and-resume benchmark, which kills processes in the middle of writes."""
+_TMP_SUFFIX = ".tmp"
 
 
 @contextlib.contextmanager
-def _atomic_open(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
-    """Write to a temp file next to ``path``; on success fsync and move it into place."""
+def _atomic_open(path: Path, mode: str = "wb", *, keep_previous: bool = False) -> Iterator[IO[Any]]:
+    """Write to a temp file next to ``path``; on success fsync and move it into place.
+
+    With ``keep_previous`` the file being replaced becomes :func:`previous_path` first; ``path``
+    itself always exists (hard link, then rename over it) when the file system allows links.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TMP_SUFFIX)
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual file mode
         with os.fdopen(fd, mode) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        _test_delay()
+        if keep_previous and path.exists():
+            _keep_previous(path)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
     _fsync_dir(path.parent)
+
+
+def _keep_previous(path: Path) -> None:
+    """Make ``previous_path(path)`` the current ``path``, leaving ``path`` in place if possible."""
+    previous = previous_path(path)
+    link = path.with_name(f".{previous.name}.link{_TMP_SUFFIX}")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(link)
+    try:
+        os.link(path, link)
+        os.replace(link, previous)
+    except OSError:  # no hard links here: move it (``path`` is missing until the next rename)
+        os.replace(path, previous)
+    _test_delay()
+
+
+def _test_delay() -> None:
+    """Sleep ``$HEADSTART_CHECKPOINT_DELAY`` seconds (benchmark hook; off when unset)."""
+    delay = os.environ.get(DELAY_ENV)
+    if delay:
+        time.sleep(float(delay))
+
+
+def previous_path(path: str | Path) -> Path:
+    """Where the checkpoint that ``path`` replaced is kept: ``last.pt`` → ``last.prev.pt``."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.prev{path.suffix}")
+
+
+def sweep_temporaries(directory: str | Path) -> list[Path]:
+    """Delete temporary files that an interrupted atomic write left in ``directory``.
+
+    Returns:
+        The files removed (each is logged).
+    """
+    removed = []
+    directory = Path(directory)
+    if not directory.is_dir():
+        return removed
+    for stale in sorted(directory.glob(f".*{_TMP_SUFFIX}")):
+        with contextlib.suppress(FileNotFoundError):
+            stale.unlink()
+            removed.append(stale)
+            logger.info("removed %s, left by an interrupted write", stale)
+    return removed
 
 
 def _umask() -> int:
@@ -74,19 +144,37 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         handle.write(text)
 
 
-def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+def save_checkpoint(
+    path: str | Path, state: dict[str, Any], *, keep_previous: bool = False
+) -> None:
     """Write ``state`` to ``path`` atomically with ``torch.save``.
 
     Args:
         path: Destination file; its folder is created if needed.
         state: Tensors and plain containers only, so that loading never unpickles code.
+        keep_previous: Keep the file being replaced as :func:`previous_path` (``last.prev.pt``).
+
+    Raises:
+        CheckpointError: If the file cannot be written (e.g. the disk is full); the file that was
+            there before is left untouched.
     """
     path = Path(path)
     try:
-        with _atomic_open(path) as handle:
-            torch.save(state, handle)
+        with _atomic_open(path, keep_previous=keep_previous) as handle:
+            _write_state(state, handle)
     except OSError as exc:
-        raise CheckpointError(f"cannot write checkpoint {path}: {exc}") from None
+        kept = f"; {path} still holds the previous checkpoint" if path.exists() else ""
+        if exc.errno == errno.ENOSPC:
+            raise CheckpointError(
+                f"disk full while writing checkpoint {path}{kept}. Free space on that disk "
+                "(or choose another --out) and resume the run."
+            ) from None
+        raise CheckpointError(f"cannot write checkpoint {path}: {exc}{kept}") from None
+
+
+def _write_state(state: dict[str, Any], handle: IO[bytes]) -> None:
+    """Serialize ``state`` into ``handle`` (the one place that writes checkpoint bytes)."""
+    torch.save(state, handle)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -108,6 +196,39 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {path} does not hold a dict; it is not from headstart.")
     return state
+
+
+def load_latest_checkpoint(
+    path: str | Path, *, required: tuple[str, ...] = ()
+) -> tuple[dict[str, Any], Path]:
+    """Load ``path`` or, if it is missing or unreadable, the previous one, with a warning.
+
+    Args:
+        path: The latest checkpoint, e.g. ``checkpoints/last.pt``.
+        required: Keys a usable checkpoint must hold.
+
+    Returns:
+        The state and the file it came from.
+
+    Raises:
+        CheckpointError: If neither file holds a usable checkpoint.
+    """
+    problems = []
+    for candidate in (Path(path), previous_path(path)):
+        try:
+            state = load_checkpoint(candidate)
+            missing = [key for key in required if key not in state]
+            if missing:
+                raise CheckpointError(f"checkpoint {candidate} lacks {', '.join(missing)}")
+        except CheckpointError as exc:
+            problems.append(str(exc))
+            continue
+        if problems:
+            logger.warning("%s; resuming from the previous checkpoint %s", problems[0], candidate)
+        return state, candidate
+    raise CheckpointError(
+        "no usable checkpoint to resume from: " + " | ".join(problems) + " Start the run again."
+    )
 
 
 def capture_rng_state() -> dict[str, Any]:

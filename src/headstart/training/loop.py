@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -12,10 +13,38 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from headstart.surgery import BnPolicy, train_mode
+from headstart.training.checkpoint import restore_rng_state
 
-__all__ = ["build_loaders", "evaluate", "train_one_epoch"]
+__all__ = ["EpochProgress", "build_loaders", "evaluate", "train_one_epoch"]
 
 BatchCallback = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class EpochProgress:
+    """How far an epoch of training has got: the part a mid-epoch checkpoint must keep.
+
+    Attributes:
+        batches: Optimizer steps done in this epoch.
+        seen: Images trained on in this epoch.
+        sums: Summed loss (times batch size) and correct predictions, on the training device.
+    """
+
+    batches: int = 0
+    seen: int = 0
+    sums: torch.Tensor = field(default_factory=lambda: torch.zeros(2))
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain-value state (the sums move to the CPU)."""
+        return {"batches": self.batches, "seen": self.seen, "sums": self.sums.detach().cpu()}
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any]) -> EpochProgress:
+        """Rebuild from :meth:`state_dict`."""
+        return cls(int(state["batches"]), int(state["seen"]), state["sums"].clone())
+
+
+StepCallback = Callable[[EpochProgress], None]
 
 
 def build_loaders(
@@ -55,11 +84,20 @@ def train_one_epoch(
     *,
     bn: BnPolicy = BnPolicy.FROZEN,
     on_batch: BatchCallback | None = None,
+    start: EpochProgress | None = None,
+    rng_state: dict[str, Any] | None = None,
+    on_step: StepCallback | None = None,
 ) -> dict[str, float]:
     """Train ``model`` for one pass over ``loader``, stepping ``scheduler`` after every batch.
 
     The model is put in train mode with :func:`headstart.surgery.train_mode`, so frozen norm
     layers keep their running statistics under ``BnPolicy.FROZEN``.
+
+    To continue an epoch from a mid-epoch checkpoint, restore the loader's generator to its state
+    at the start of the epoch and pass ``start`` and ``rng_state``: the first ``start.batches``
+    batches are loaded and thrown away (same sample order, same augmentation draws), then the
+    global RNG states are restored, so the remaining steps match an uninterrupted epoch bit for
+    bit (with ``num_workers=0``).
 
     Args:
         fabric: Runs backward (precision, devices, distributed).
@@ -71,16 +109,27 @@ def train_one_epoch(
         bn: BatchNorm policy for frozen layers.
         on_batch: Called after each step with a dict of ``batch``, ``num_batches``, ``loss``
             and ``images_per_s``.
+        start: Progress of the epoch so far (steps already done); ``None`` starts at batch 0.
+        rng_state: RNG states (:func:`~headstart.training.checkpoint.capture_rng_state`) to
+            restore just before the first step.
+        on_step: Called after each step (after ``on_batch``) with the epoch's progress, e.g. to
+            write a mid-epoch checkpoint; may raise to stop training.
 
     Returns:
         ``loss`` (mean over samples), ``acc``, ``images`` (count), ``seconds``, ``images_per_s``.
     """
     train_mode(model, bn=bn)
-    sums = torch.zeros(2, device=fabric.device)  # loss * batch, correct; summed on the device
-    seen = 0
-    start = time.perf_counter()
+    start = start or EpochProgress()
+    sums = start.sums.to(fabric.device, copy=True)  # loss * batch, correct; summed on the device
+    seen = done = start.seen
+    iterator = iter(loader)
+    for _ in range(start.batches):
+        next(iterator)
+    if rng_state is not None:
+        restore_rng_state(rng_state)
+    began = time.perf_counter()
     num_batches = len(loader)
-    for index, (images, labels) in enumerate(loader):
+    for index, (images, labels) in enumerate(iterator, start=start.batches):
         optimizer.zero_grad(set_to_none=True)
         logits = model(images)
         loss = loss_fn(logits, labels)
@@ -92,23 +141,25 @@ def train_one_epoch(
         sums[1] += (logits.detach().argmax(dim=1) == labels).sum()
         seen += batch
         if on_batch is not None:
-            elapsed = time.perf_counter() - start
+            elapsed = time.perf_counter() - began
             on_batch(
                 {
                     "batch": index + 1,
                     "num_batches": num_batches,
                     "loss": float(loss.detach()),
-                    "images_per_s": seen / elapsed if elapsed > 0 else 0.0,
+                    "images_per_s": (seen - done) / elapsed if elapsed > 0 else 0.0,
                 }
             )
+        if on_step is not None:
+            on_step(EpochProgress(index + 1, seen, sums))
     total_loss, correct = sums.tolist()  # the one device sync of the epoch
-    seconds = time.perf_counter() - start
+    seconds = time.perf_counter() - began
     return {
         "loss": total_loss / max(seen, 1),
         "acc": correct / max(seen, 1),
         "images": seen,
         "seconds": seconds,
-        "images_per_s": seen / seconds if seconds > 0 else 0.0,
+        "images_per_s": (seen - done) / seconds if seconds > 0 else 0.0,
     }
 
 

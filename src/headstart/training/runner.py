@@ -5,14 +5,25 @@ trainable stages on the *unwrapped* model, builds a fresh optimizer over its par
 calls ``fabric.setup(model, optimizer)`` again on the unwrapped model. A distributed wrapper (DDP)
 is thus rebuilt with the new set of trainable parameters, and on one device the call only moves
 the model and wraps it for precision. Data loaders are set up once.
+
+Exact resume: ``checkpoints/last.pt`` (written at every epoch end, every
+``checkpoint_every_steps`` steps, and when SIGINT / SIGTERM stops the run) holds the model,
+optimizer, schedule, phase position, steps done in the current epoch, early-stopping and best
+state, history, the global RNG states and the training loader's generator state at the start of
+the epoch. Resuming replays the epoch's sample order from that generator, skips the batches
+already trained and restores the RNG states, so a run on the CPU with ``num_workers=0`` ends with
+the same weights, bit for bit, however often it was killed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import logging
-from collections.abc import Callable
+import signal
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,17 +34,36 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from headstart.config import TrainConfig
-from headstart.errors import ConfigError
+from headstart.errors import CheckpointError, ConfigError, HeadstartError
 from headstart.metrics import macro_f1
 from headstart.surgery import BnPolicy, param_groups, set_trainable_stages
 from headstart.training.callbacks import BestTracker, EarlyStopping
-from headstart.training.checkpoint import atomic_write_text, capture_rng_state, save_checkpoint
-from headstart.training.loop import BatchCallback, evaluate, train_one_epoch
+from headstart.training.checkpoint import (
+    atomic_write_text,
+    capture_rng_state,
+    load_latest_checkpoint,
+    save_checkpoint,
+    sweep_temporaries,
+)
+from headstart.training.loop import (
+    BatchCallback,
+    EpochProgress,
+    StepCallback,
+    evaluate,
+    train_one_epoch,
+)
 from headstart.training.optim import build_optimizer, build_scheduler
 from headstart.training.strategies import Phase, plan_phases
 from headstart.zoo.spec import BackboneSpec
 
-__all__ = ["HISTORY_COLUMNS", "TrainResult", "create_fabric", "run_training"]
+__all__ = [
+    "HISTORY_COLUMNS",
+    "TrainResult",
+    "TrainingInterrupted",
+    "create_fabric",
+    "resolve_checkpoint",
+    "run_training",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +82,37 @@ HISTORY_COLUMNS = (
 """Columns of metrics.csv; ``lr`` is the head's learning rate at the epoch's first step and
 ``val_loss`` is plain cross-entropy (no label smoothing)."""
 CHECKPOINT_FORMAT = 1
+_RESUME_KEYS = (
+    "format",
+    "model",
+    "optimizer",
+    "scheduler",
+    "phase_index",
+    "epoch_in_phase",
+    "phases",
+    "early_stopping",
+    "best",
+    "history",
+    "config",
+    "rng",
+    "loader_generator",
+)
+_FREE_SETTINGS = ("data", "out", "checkpoint_every_steps")
+"""Settings that may change on resume without changing the result."""
+_INEXACT_SETTINGS = ("num_workers", "accelerator", "precision")
+"""Settings that may change on resume, with a warning that the result is no longer bit-exact."""
+
+
+class TrainingInterrupted(HeadstartError):
+    """Training stopped on SIGINT / SIGTERM after writing a checkpoint to resume from.
+
+    Attributes:
+        checkpoint: The checkpoint written just before stopping.
+    """
+
+    def __init__(self, message: str, checkpoint: Path) -> None:
+        super().__init__(message)
+        self.checkpoint = checkpoint
 
 
 @dataclass
@@ -86,6 +147,26 @@ class _Progress:
 
 
 @dataclass
+class _StopRequest:
+    """Set by the signal handler; the loop checks it after every step."""
+
+    signum: int | None = None
+
+
+@dataclass
+class _Start:
+    """Where training (re)starts: a phase, epochs done in it, and the states to restore."""
+
+    phase_index: int = 0
+    epochs_done: int = 0
+    within: EpochProgress | None = None
+    optimizer: dict[str, Any] | None = None
+    scheduler: dict[str, Any] | None = None
+    rng: dict[str, Any] | None = None
+    loader_generator: torch.Tensor | None = None
+
+
+@dataclass
 class _Run:
     """Everything one run needs, passed to the helpers as one explicit value."""
 
@@ -101,6 +182,13 @@ class _Run:
     on_epoch: Callable[[dict[str, Any]], None] | None
     on_batch: BatchCallback | None
     progress: _Progress
+    checkpoint_every: int = 0
+    stop: _StopRequest = field(default_factory=_StopRequest)
+
+    @property
+    def last_path(self) -> Path:
+        """``checkpoints/last.pt`` of this run."""
+        return self.run_dir / "checkpoints" / "last.pt"
 
 
 def create_fabric(config: TrainConfig) -> Fabric:
@@ -127,14 +215,26 @@ def run_training(
     bn: BnPolicy = BnPolicy.FROZEN,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
     on_batch: BatchCallback | None = None,
+    resume_from: str | Path | None = None,
+    checkpoint_every_steps: int = 0,
 ) -> TrainResult:
     """Train ``model`` (whose head is already replaced) through the phases of ``config.strategy``.
 
     Every epoch appends a history row, rewrites ``run_dir/metrics.csv``, calls ``on_epoch(row)``
-    and writes ``run_dir/checkpoints/last.pt``; a new best by ``config.monitor`` also writes
-    ``checkpoints/best.pt``. Early stopping (``config.patience``) acts within the last phase.
-    Seed before building the model's head for fully reproducible runs; this function seeds
-    everything else with ``config.seed``.
+    and writes ``run_dir/checkpoints/last.pt`` (the one before is kept as ``last.prev.pt``); a
+    new best by ``config.monitor`` also writes ``checkpoints/best.pt``. Early stopping
+    (``config.patience``) acts within the last phase. Seed before building the model's head for
+    fully reproducible runs; this function seeds everything else with ``config.seed``.
+
+    SIGINT (Ctrl-C) or SIGTERM stops training after the current step with a checkpoint and
+    raises :class:`TrainingInterrupted`; a second Ctrl-C stops at once (``KeyboardInterrupt``).
+
+    Args:
+        resume_from: A checkpoint file or a run folder to continue from; on CPU with
+            ``num_workers=0`` the result is bitwise identical to an uninterrupted run. The
+            model, loaders and ``config`` must be built as for the original run.
+        checkpoint_every_steps: Also write ``last.pt`` every this many steps within an epoch
+            (0: at epoch ends only).
 
     Returns:
         The history and the model with the best epoch's weights loaded.
@@ -143,6 +243,8 @@ def run_training(
     fabric.seed_everything(config.seed, workers=True)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    for folder in (run_dir, run_dir / "checkpoints"):
+        sweep_temporaries(folder)
     run = _Run(
         fabric=fabric,
         config=config,
@@ -158,54 +260,229 @@ def run_training(
         progress=_Progress(
             BestTracker(config.monitor), EarlyStopping(config.monitor, patience=config.patience)
         ),
+        checkpoint_every=max(0, int(checkpoint_every_steps)),
     )
-    stopped = False
-    for index in range(len(run.phases)):
-        if _run_phase(run, index):
-            stopped = True
-            break
+    start = _resume(run, resolve_checkpoint(resume_from)) if resume_from is not None else _Start()
+    with _stop_on_signals() as run.stop:
+        stopped = _run_phases(run, start)
     return _finish(model, run.progress, run.phases, stopped)
 
 
-def _run_phase(run: _Run, index: int) -> bool:
-    """Train one phase epoch by epoch; return whether early stopping ended the run."""
+def resolve_checkpoint(path: str | Path) -> Path:
+    """The ``last.pt`` meant by ``path``: a checkpoint file, a run folder or its checkpoints/."""
+    path = Path(path)
+    if path.is_dir():
+        nested = path / "checkpoints" / "last.pt"
+        return nested if (path / "checkpoints").is_dir() else path / "last.pt"
+    return path
+
+
+def _run_phases(run: _Run, start: _Start) -> bool:
+    """Run the phases from ``start`` on; return whether early stopping ended the run."""
+    if run.progress.stopper.stopped:
+        return True
+    for index in range(start.phase_index, len(run.phases)):
+        first = start if index == start.phase_index else _Start(phase_index=index)
+        if _run_phase(run, index, first):
+            return True
+    return False
+
+
+def _run_phase(run: _Run, index: int, start: _Start) -> bool:
+    """Train one phase epoch by epoch from ``start``; return whether early stopping ended it."""
     phase, config = run.phases[index], run.config
     steps = len(run.device_loaders[0])
     wrapped, optimizer, scheduler = _setup_phase(
         run.fabric, config, run.model, run.spec, phase, steps
     )
     last_phase = index == len(run.phases) - 1
-    if last_phase:  # early stopping acts within the last phase only, with its full patience
+    if start.optimizer is not None and start.scheduler is not None:
+        optimizer.load_state_dict(start.optimizer)
+        scheduler.load_state_dict(start.scheduler)
+    elif last_phase:  # early stopping acts within the last phase only, with its full patience
         run.progress.stopper.reset()
     logger.info(
-        "phase %d/%d: %s for %d epochs, lr %.3g",
+        "phase %d/%d: %s for %d epochs, lr %.3g%s",
         *(index + 1, len(run.phases), phase.name, phase.epochs, phase.lr),
+        f" (resuming after epoch {start.epochs_done} of the phase)" if start.epochs_done else "",
     )
     losses = (nn.CrossEntropyLoss(label_smoothing=config.label_smoothing), nn.CrossEntropyLoss())
-    for epoch_in_phase in range(1, phase.epochs + 1):
+    generator = getattr(run.loaders[0], "generator", None)
+    for epoch_in_phase in range(start.epochs_done + 1, phase.epochs + 1):
+        first = epoch_in_phase == start.epochs_done + 1
+        if first and start.loader_generator is not None and generator is not None:
+            generator.set_state(start.loader_generator)
+        epoch_start = generator.get_state() if generator is not None else None
+
+        def position(within: EpochProgress | None, done: int = epoch_in_phase - 1) -> dict:
+            """Checkpoint fields that say where in the run this state belongs."""
+            return _position(index, done, optimizer, scheduler, within, run.phases)
+
+        def on_step(within: EpochProgress, gen: Any = epoch_start) -> None:
+            _after_step(run, position(within), within, gen, steps)
+
         stats = _train_and_validate(
-            run.fabric, wrapped, optimizer, scheduler, run.device_loaders, losses,
-            bn=run.bn, on_batch=run.on_batch,
+            run.fabric, wrapped, optimizer, scheduler, run.device_loaders, losses, bn=run.bn,
+            on_batch=run.on_batch, on_step=on_step,
+            start=start.within if first else None, rng=start.rng if first else None,
         )  # fmt: skip
-        row = {"epoch": len(run.progress.history) + 1, "phase": phase.name, **stats}
-        stop = last_phase and run.progress.stopper.step(row[config.monitor])
-        _record_epoch(run.fabric, run.model, row, run.progress, run.run_dir)
-        state: dict[str, Any] = {
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "phase_index": index,
-            "epoch_in_phase": epoch_in_phase,
-            "phases": [p.to_dict() for p in run.phases],
-        }
-        _save_last(run, state)
-        if run.on_epoch is not None:
-            run.on_epoch(row)
-        if stop:
-            logger.info(
-                "early stopping: %s did not improve for %d epochs", config.monitor, config.patience
-            )
+        if _end_epoch(run, stats, phase.name, last_phase, position(None, epoch_in_phase)):
             return True
     return False
+
+
+def _position(
+    index: int,
+    epochs_done: int,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    within: EpochProgress | None,
+    phases: list[Phase],
+) -> dict[str, Any]:
+    """The part of a checkpoint that depends on where training stands."""
+    return {
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "phase_index": index,
+        "epoch_in_phase": epochs_done,
+        "within_epoch": within.state_dict() if within is not None else None,
+        "phases": [p.to_dict() for p in phases],
+    }
+
+
+def _after_step(
+    run: _Run,
+    state: dict[str, Any],
+    within: EpochProgress,
+    epoch_start: torch.Tensor | None,
+    steps: int,
+) -> None:
+    """Write a mid-epoch checkpoint when one is due; stop here if a signal asked to."""
+    due = run.checkpoint_every > 0 and within.batches % run.checkpoint_every == 0
+    if run.stop.signum is None and not (due and within.batches < steps):
+        return
+    _save_last(run, state, epoch_start)
+    if run.stop.signum is not None:
+        _interrupt(run, f"step {within.batches}/{steps} of epoch {len(run.progress.history) + 1}")
+
+
+def _end_epoch(
+    run: _Run, stats: dict[str, Any], phase: str, last_phase: bool, state: dict[str, Any]
+) -> bool:
+    """Record the epoch, write ``last.pt``, call ``on_epoch``; return whether to stop early."""
+    row = {"epoch": len(run.progress.history) + 1, "phase": phase, **stats}
+    stop = last_phase and run.progress.stopper.step(row[run.config.monitor])
+    _record_epoch(run.fabric, run.model, row, run.progress, run.run_dir)
+    generator = getattr(run.loaders[0], "generator", None)
+    _save_last(run, state, generator.get_state() if generator is not None else None)
+    if run.on_epoch is not None:
+        run.on_epoch(row)
+    if stop:
+        logger.info(
+            "early stopping: %s did not improve for %d epochs",
+            *(run.config.monitor, run.config.patience),
+        )
+    elif run.stop.signum is not None:
+        _interrupt(run, f"the end of epoch {row['epoch']}")
+    return stop
+
+
+def _interrupt(run: _Run, where: str) -> None:
+    """Raise :class:`TrainingInterrupted` for the checkpoint just written."""
+    name = signal.Signals(run.stop.signum).name if run.stop.signum else "a signal"
+    raise TrainingInterrupted(
+        f"training stopped by {name} at {where}; checkpoint saved to {run.last_path}. "
+        f"Continue with: headstart train --resume {run.run_dir}",
+        run.last_path,
+    )
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[_StopRequest]:
+    """While active, SIGINT / SIGTERM ask the loop to stop after the current step.
+
+    A second signal raises ``KeyboardInterrupt`` at once. Handlers are installed only in the
+    main thread and the previous ones are put back afterwards.
+    """
+    request = _StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield request
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if request.signum is not None:
+            raise KeyboardInterrupt
+        request.signum = signum
+        logger.warning(
+            "%s received: stopping after the current step (Ctrl-C again to quit at once)",
+            signal.Signals(signum).name,
+        )
+
+    signums = (signal.SIGINT, signal.SIGTERM)
+    previous = {signum: signal.signal(signum, handler) for signum in signums}
+    try:
+        yield request
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old if old is not None else signal.SIG_DFL)
+
+
+def _resume(run: _Run, path: Path) -> _Start:
+    """Load the latest usable checkpoint into ``run``; return where to continue."""
+    state, used = load_latest_checkpoint(path, required=_RESUME_KEYS)
+    _check_compatible(state, run, used)
+    run.model.load_state_dict(state["model"])
+    progress = run.progress
+    progress.tracker.load_state_dict(state["best"])
+    progress.stopper.load_state_dict(state["early_stopping"])
+    progress.history = list(state["history"])
+    progress.best_state = state.get("best_model")
+    if run.fabric.is_global_zero:
+        write_metrics_csv(run.run_dir / "metrics.csv", progress.history)
+    start = _Start(
+        phase_index=int(state["phase_index"]),
+        epochs_done=int(state["epoch_in_phase"]),
+        optimizer=state["optimizer"],
+        scheduler=state["scheduler"],
+        rng=state["rng"],
+        loader_generator=state["loader_generator"],
+    )
+    if state.get("within_epoch") is not None:
+        start.within = EpochProgress.from_state_dict(state["within_epoch"])
+    elif start.epochs_done >= run.phases[start.phase_index].epochs:  # phase done: next one
+        start = _Start(
+            start.phase_index + 1, rng=start.rng, loader_generator=start.loader_generator
+        )
+    logger.info(
+        "resuming from %s: %d epochs done%s",
+        *(
+            used,
+            len(progress.history),
+            f", {start.within.batches} steps into the next" if start.within else "",
+        ),
+    )
+    return start
+
+
+def _check_compatible(state: dict[str, Any], run: _Run, used: Path) -> None:
+    """Refuse a checkpoint whose settings or phases would make a different run."""
+    if state["format"] != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"checkpoint {used} has format {state['format']}, this headstart reads "
+            f"{CHECKPOINT_FORMAT}; resume with the headstart version that wrote it."
+        )
+    saved, current = state["config"], run.config.to_dict()
+    changed = sorted(k for k in saved.keys() | current.keys() if saved.get(k) != current.get(k))
+    inexact = [k for k in changed if k in _INEXACT_SETTINGS]
+    if inexact:
+        logger.warning("resuming with other %s: not bit-exact any more", ", ".join(inexact))
+    wrong = [k for k in changed if k not in _FREE_SETTINGS + _INEXACT_SETTINGS]
+    if wrong or state["phases"] != [p.to_dict() for p in run.phases]:
+        detail = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in wrong)
+        raise CheckpointError(
+            f"checkpoint {used} was written with other settings ({detail or 'phases'}); resume "
+            "with the run's own config.yaml, or start a new run."
+        )
 
 
 def _setup_phase(
@@ -254,15 +531,23 @@ def _train_and_validate(
     *,
     bn: BnPolicy,
     on_batch: BatchCallback | None,
+    on_step: StepCallback | None = None,
+    start: EpochProgress | None = None,
+    rng: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One epoch of training and validation; the history row without epoch and phase.
 
     ``val_loss`` is plain cross-entropy (no label smoothing), comparable across settings.
+    ``start`` and ``rng`` continue an epoch from a mid-epoch checkpoint.
     """
-    lr = optimizer.param_groups[0]["lr"]  # the head's group comes first
+    if start is not None and start.batches:  # the lr at the epoch's first step, as logged
+        lr = scheduler.base_lrs[0] * scheduler.lr_lambdas[0](scheduler.last_epoch - start.batches)
+    else:
+        lr = optimizer.param_groups[0]["lr"]  # the head's group comes first
     train = train_one_epoch(
-        fabric, model, loaders[0], optimizer, scheduler, losses[0], bn=bn, on_batch=on_batch
-    )
+        fabric, model, loaders[0], optimizer, scheduler, losses[0], bn=bn, on_batch=on_batch,
+        start=start, rng_state=rng, on_step=on_step,
+    )  # fmt: skip
     val = evaluate(fabric, model, loaders[1], losses[1])
     num_classes = val["logits"].shape[1] if val["logits"].numel() else 1
     return {
@@ -314,22 +599,28 @@ def _record_epoch(
         write_metrics_csv(run_dir / "metrics.csv", progress.history)
 
 
-def _save_last(run: _Run, state: dict[str, Any]) -> None:
-    """Write everything an exact resume needs to ``checkpoints/last.pt``."""
+def _save_last(run: _Run, state: dict[str, Any], loader_generator: torch.Tensor | None) -> None:
+    """Write everything an exact resume needs to ``checkpoints/last.pt`` (keeping the previous).
+
+    Args:
+        state: The position fields from :func:`_position`.
+        loader_generator: The training loader's generator state at the start of the epoch that
+            the resumed run trains next (or continues).
+    """
     if run.fabric.is_global_zero:
-        generator = getattr(run.loaders[0], "generator", None)
         state.update(
             format=CHECKPOINT_FORMAT,
             model=run.model.state_dict(),
+            best_model=run.progress.best_state,
             epoch=len(run.progress.history),
             early_stopping=run.progress.stopper.state_dict(),
             best=run.progress.tracker.state_dict(),
             history=run.progress.history,
             config=run.config.to_dict(),
             rng=capture_rng_state(),
-            loader_generator=generator.get_state() if generator is not None else None,
+            loader_generator=loader_generator,
         )
-        save_checkpoint(run.run_dir / "checkpoints" / "last.pt", state)
+        save_checkpoint(run.last_path, state, keep_previous=True)
     run.fabric.barrier()
 
 

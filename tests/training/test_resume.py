@@ -1,0 +1,217 @@
+import errno
+import logging
+import os
+import signal
+
+import pytest
+import torch
+from lightning.fabric import Fabric
+from torch.utils.data import Dataset
+
+from headstart.config import TrainConfig
+from headstart.errors import CheckpointError
+from headstart.training import build_loaders, load_checkpoint, run_training
+from headstart.training import checkpoint as ckpt
+from headstart.training.runner import TrainingInterrupted
+
+from .helpers import bright_dark, tiny_model
+
+STEPS_PER_EPOCH = 4  # 32 images, batch 8
+
+
+class Augmented(Dataset):
+    """bright_dark images with noise and flips drawn from the global torch RNG (like v2)."""
+
+    def __init__(self, n: int, seed: int = 0) -> None:
+        self.base = bright_dark(n, seed=seed)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int):
+        image, label = self.base[index]
+        if torch.rand(()) < 0.5:
+            image = image.flip(-1)
+        return image + 0.1 * torch.randn_like(image), label
+
+
+class Crash(Exception):
+    """Stands in for a kill: raised from on_batch, before that step's checkpoint is written."""
+
+
+def config(strategy: str) -> TrainConfig:
+    return TrainConfig(
+        strategy=strategy, epochs=3, head_epochs=1, lr=0.01, batch_size=8, warmup_epochs=0.5,
+        accelerator="cpu", patience=5,
+    )  # fmt: skip
+
+
+def train(cfg, run_dir, *, every=0, crash_at=None, on_batch=None, **kwargs):
+    model, spec = tiny_model()
+    loaders = build_loaders(Augmented(32), bright_dark(8, seed=1), batch_size=8, seed=cfg.seed)
+    steps = []
+
+    def batch_hook(info):
+        steps.append(info)
+        if on_batch is not None:
+            on_batch(len(steps))
+        if crash_at is not None and len(steps) == crash_at:
+            raise Crash
+
+    return run_training(
+        cfg, model, spec, *loaders, run_dir=run_dir, fabric=Fabric(accelerator="cpu", devices=1),
+        checkpoint_every_steps=every, on_batch=batch_hook, **kwargs,
+    )  # fmt: skip
+
+
+_REFERENCE: dict[str, tuple] = {}
+
+
+def reference(strategy, tmp_path_factory):
+    """Final weights, last.pt weights and history of an uninterrupted run (computed once)."""
+    if strategy not in _REFERENCE:
+        run_dir = tmp_path_factory.mktemp(f"ref-{strategy}")
+        result = train(config(strategy), run_dir)
+        last = load_checkpoint(run_dir / "checkpoints" / "last.pt")["model"]
+        _REFERENCE[strategy] = (result.model.state_dict(), last, result.history)
+    return _REFERENCE[strategy]
+
+
+def assert_same_run(result, run_dir, expected):
+    best, last, history = expected
+    got_last = load_checkpoint(run_dir / "checkpoints" / "last.pt")["model"]
+    for want, got in ((best, result.model.state_dict()), (last, got_last)):
+        assert want.keys() == got.keys()
+        for name in want:
+            assert torch.equal(want[name], got[name]), name
+    timing = ("seconds", "images_per_s")
+    strip = [{k: v for k, v in row.items() if k not in timing} for row in history]
+    assert [{k: v for k, v in r.items() if k not in timing} for r in result.history] == strip
+
+
+@pytest.mark.parametrize(
+    ("strategy", "every", "crash_at", "where"),
+    [
+        ("feature-extract", 0, 6, (1, None)),  # epoch-end checkpoint
+        ("feature-extract", 2, 7, (1, 2)),  # mid-epoch: 2 steps into epoch 2
+        ("two-phase", 0, 5, (1, None)),  # end of the head phase: resume across the boundary
+        ("two-phase", 3, 8, (1, 3)),  # mid-epoch in the full phase
+    ],
+)
+def test_resume_is_bitwise_identical(tmp_path, tmp_path_factory, strategy, every, crash_at, where):
+    expected = reference(strategy, tmp_path_factory)
+    with pytest.raises(Crash):
+        train(config(strategy), tmp_path, every=every, crash_at=crash_at)
+    state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    within = state["within_epoch"]
+    assert (state["epoch"], within and within["batches"]) == where
+    stale = [tmp_path / "checkpoints" / ".last.pt.x1.tmp", tmp_path / ".metrics.csv.x2.tmp"]
+    for path in stale:
+        path.write_bytes(b"half a file")
+    torch.manual_seed(1234)  # a new process would start from other RNG states
+    result = train(config(strategy), tmp_path, every=every, resume_from=tmp_path)
+    assert not any(path.exists() for path in stale)
+    assert_same_run(result, tmp_path, expected)
+    if strategy == "two-phase":
+        assert all(p.requires_grad for p in result.model.parameters())
+
+
+def test_corrupt_last_checkpoint_falls_back_to_previous(tmp_path, tmp_path_factory, caplog):
+    expected = reference("feature-extract", tmp_path_factory)
+    with pytest.raises(Crash):
+        train(config("feature-extract"), tmp_path, every=2, crash_at=8)
+    last = tmp_path / "checkpoints" / "last.pt"
+    previous = load_checkpoint(ckpt.previous_path(last))  # last.pt: 2 steps into epoch 2
+    assert (previous["epoch"], previous["within_epoch"]) == (1, None)
+    last.write_bytes(last.read_bytes()[:1000])  # torn / damaged file
+    with caplog.at_level(logging.WARNING):
+        result = train(config("feature-extract"), tmp_path, every=2, resume_from=last)
+    assert "resuming from the previous checkpoint" in caplog.text
+    assert_same_run(result, tmp_path, expected)
+
+
+def test_no_usable_checkpoint_is_a_clear_error(tmp_path):
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.pt").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="no usable checkpoint"):
+        train(config("feature-extract"), tmp_path, resume_from=tmp_path)
+
+
+def test_resume_with_other_settings_is_refused(tmp_path):
+    with pytest.raises(Crash):
+        train(config("feature-extract"), tmp_path, crash_at=5)
+    with pytest.raises(CheckpointError, match="lr: 0.01 -> 0.02"):
+        train(config("feature-extract").replace(lr=0.02), tmp_path, resume_from=tmp_path)
+
+
+def test_keep_previous_and_sweep(tmp_path):
+    path = tmp_path / "last.pt"
+    ckpt.save_checkpoint(path, {"epoch": 1}, keep_previous=True)
+    ckpt.save_checkpoint(path, {"epoch": 2}, keep_previous=True)
+    assert load_checkpoint(path) == {"epoch": 2}
+    assert load_checkpoint(tmp_path / "last.prev.pt") == {"epoch": 1}
+    (tmp_path / ".last.pt.abc.tmp").write_bytes(b"")
+    assert [p.name for p in ckpt.sweep_temporaries(tmp_path)] == [".last.pt.abc.tmp"]
+    assert {p.name for p in tmp_path.iterdir()} == {"last.pt", "last.prev.pt"}
+    os.unlink(path)  # killed between the two renames on a file system without hard links
+    state, used = ckpt.load_latest_checkpoint(path)
+    assert state == {"epoch": 1} and used.name == "last.prev.pt"
+
+
+def test_disk_full_keeps_previous_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    ckpt.save_checkpoint(path, {"epoch": 1}, keep_previous=True)
+
+    def full(state, handle):
+        handle.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ckpt, "_write_state", full)
+    with pytest.raises(CheckpointError, match="disk full.*still holds the previous"):
+        ckpt.save_checkpoint(path, {"epoch": 2}, keep_previous=True)
+    assert load_checkpoint(path) == {"epoch": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_disk_full_during_training_stops_loudly(tmp_path, monkeypatch):
+    real = ckpt._write_state
+
+    def fills_up(state, handle):
+        if "optimizer" in state and state["epoch"] == 2:  # last.pt at the end of epoch 2
+            handle.write(b"partial")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(state, handle)
+
+    monkeypatch.setattr(ckpt, "_write_state", fills_up)
+    with pytest.raises(CheckpointError, match="disk full"):
+        train(config("feature-extract"), tmp_path)
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["epoch"] == 1
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_sigterm_stops_after_the_step_and_resumes_exactly(tmp_path, tmp_path_factory):
+    expected = reference("two-phase", tmp_path_factory)
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+
+    def send(step):
+        if step == 6:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    with pytest.raises(TrainingInterrupted, match="SIGTERM.*--resume") as info:
+        train(config("two-phase"), tmp_path, on_batch=send)
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+    state = load_checkpoint(info.value.checkpoint)
+    assert (state["epoch"], state["within_epoch"]["batches"]) == (1, 2)
+    result = train(config("two-phase"), tmp_path, resume_from=info.value.checkpoint)
+    assert_same_run(result, tmp_path, expected)
+
+
+def test_second_ctrl_c_quits_at_once(tmp_path):
+    def send(step):
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt):
+        train(config("feature-extract"), tmp_path, on_batch=send)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tests.e2e_helpers import TINY_MODEL, tiny_weights
 
 from headstart import ImageClassifier
 from headstart.errors import HeadstartError, ModelError
+from tests.e2e_helpers import TINY_MODEL, tiny_weights
 
 
 def test_fit_predict_save_load_round_trip(tmp_path: Path, image_folder_factory) -> None:

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from tests.conftest import write_image
 
 from headstart import plots
+from tests.conftest import write_image
 
 
 def _assert_png(path: Path, *, min_size: int = 100) -> np.ndarray:

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from tests.e2e_helpers import TINY_MODEL, tiny_weights
 
 from headstart.cli.main import main
+from tests.e2e_helpers import TINY_MODEL, tiny_weights
 
 
 class Payload:

@@ -9,10 +9,10 @@ from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
-from tests.conftest import make_image_folder
 
 from headstart.cli import check as check_module
 from headstart.cli.main import app, main
+from tests.conftest import make_image_folder
 
 
 @pytest.fixture(autouse=True)

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tests.e2e_helpers import TINY_MODEL, tiny_weights
 from typer.testing import CliRunner
 
 from headstart.cli.main import main
+from tests.e2e_helpers import TINY_MODEL, tiny_weights
 
 runner = CliRunner()
 

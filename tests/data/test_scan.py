@@ -11,12 +11,12 @@ from types import ModuleType
 
 import pytest
 from PIL import Image
-from tests.conftest import make_image_folder
 
 from headstart.data.datasets import ImageDataset
 from headstart.data.folders import Sample, load_splits
 from headstart.data.scan import BAD_KINDS, audit_folder, audit_splits, inspect_file
 from headstart.errors import DataError
+from tests.conftest import make_image_folder
 
 _BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "reliability_corpus.py"
 

@@ -71,3 +71,9 @@ def make_image_folder(
 def image_folder_factory() -> Callable[..., Path]:
     """Return the factory ``make_image_folder(root, classes, n, size, layout="flat"|"split")``."""
     return make_image_folder
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """Keep headstart's caches (features, decoded images, tuning) out of the user's home."""
+    monkeypatch.setenv("HEADSTART_CACHE", str(tmp_path_factory.getbasetemp() / "headstart-cache"))

@@ -98,6 +98,7 @@ class TrainConfig:
     precision: str = "32-true"
     max_bad_fraction: float = 0.1
     tensorboard: bool = False
+    feature_cache: bool = True
     checkpoint_every_steps: int = 500
 
     def __post_init__(self) -> None:

@@ -40,6 +40,21 @@ class RunResult:
     notes: list[str] = field(default_factory=list)
 
 
+class Notes(list[str]):
+    """Notices worth showing the user: kept, logged, and passed to ``on_note`` as they come."""
+
+    def __init__(self, on_note: Callable[[str], None] | None = None) -> None:
+        super().__init__()
+        self._on_note = on_note
+
+    def add(self, message: str, *, level: int = logging.INFO) -> None:
+        """Record ``message``, log it and hand it to the callback."""
+        self.append(message)
+        log.log(level, message)
+        if self._on_note is not None:
+            self._on_note(message)
+
+
 def prepare_run_dir(out: str | Path, *, explicit: bool) -> tuple[Path, str | None]:
     """Pick the run folder: an existing default name gets a numeric suffix; an explicit one errors.
 
@@ -95,13 +110,8 @@ def fit_run(
     from headstart.data.folders import load_splits, save_splits
 
     origin = origin or {name: "default" for name in config.to_dict()}
-    notes: list[str] = []
-
-    def note(message: str) -> None:
-        notes.append(message)
-        log.info(message)
-        if on_note is not None:
-            on_note(message)
+    notes = Notes(on_note)
+    note = notes.add
 
     splits = load_splits(
         config.data,
@@ -168,10 +178,8 @@ def resume_run(
     config, _ = load_config(run_dir / "config.yaml", **(overrides or {}))
     splits = read_splits(run_dir / "splits.json")  # already without the skipped files
     model, spec = _create_model(config, num_classes=len(splits.classes))
-    notes = [f"resuming the run in {run_dir} from its last checkpoint"]
-    log.info(notes[0])
-    if on_note is not None:
-        on_note(notes[0])
+    notes = Notes(on_note)
+    notes.add(f"resuming the run in {run_dir} from its last checkpoint")
     return _train_and_save(
         config, splits, model, spec, run_dir, notes, skipped=_saved_skipped(run_dir),
         on_epoch=on_epoch, on_batch=on_batch, resume_from=run_dir,
@@ -225,7 +233,7 @@ def _train_and_save(
     model: Any,
     spec: Any,
     run_dir: Path,
-    notes: list[str],
+    notes: Notes,
     *,
     skipped: list[tuple[str, str]],
     on_epoch: Callable[[dict[str, Any]], None] | None,
@@ -233,25 +241,9 @@ def _train_and_save(
     resume_from: Path | None = None,
 ) -> RunResult:
     from headstart.artifact import LoadedModel, save_model_dir
-    from headstart.config import BnStats
-    from headstart.data.datasets import ImageDataset
-    from headstart.data.transforms import build_eval_transform, build_train_transform
-    from headstart.surgery import BnPolicy
-    from headstart.training.loop import build_loaders
-    from headstart.training.runner import run_training
 
     classes = tuple(splits.classes)
     pre = spec.preprocessing.with_size(config.image_size)
-    train_ds = ImageDataset(splits.train, build_train_transform(pre, config.augment.value))
-    val_ds = ImageDataset(splits.val, build_eval_transform(pre))
-    train_loader, val_loader = build_loaders(
-        train_ds,
-        val_ds,
-        batch_size=config.batch_size,
-        num_workers=config.num_workers,
-        seed=config.seed,
-    )
-    bn = BnPolicy.EVAL if config.bn_stats is BnStats.PRETRAINED else BnPolicy.FROZEN
     with ExitStack() as stack:
         if config.tensorboard:
             from headstart.training.tensorboard import TensorBoardLog
@@ -259,12 +251,16 @@ def _train_and_save(
             on_epoch = stack.enter_context(
                 TensorBoardLog(run_dir / "tensorboard", then=on_epoch)
             ).log_epoch
-        result = run_training(
-            config, model, spec, train_loader, val_loader,
-            run_dir=run_dir, bn=bn, on_epoch=on_epoch, on_batch=on_batch,
-            resume_from=resume_from, checkpoint_every_steps=config.checkpoint_every_steps,
-        )  # fmt: skip
-    _report_run_failures(run_dir / "data_report.json", train_ds, val_ds, notes=notes)
+        if config.strategy is Strategy.FEATURE_EXTRACT and config.feature_cache:
+            result, datasets = _train_on_features(
+                config, splits, model, spec, pre, run_dir, notes, on_epoch=on_epoch
+            )
+        else:
+            result, datasets = _train_on_images(
+                config, splits, model, spec, pre, run_dir,
+                on_epoch=on_epoch, on_batch=on_batch, resume_from=resume_from,
+            )  # fmt: skip
+    _report_run_failures(run_dir / "data_report.json", *datasets, notes=notes)
     model = result.model.cpu().eval()
     loaded = LoadedModel(model=model, classes=classes, preprocessing=pre, name=spec.name)
     test_metrics, evaluated = _test_metrics(loaded, splits, config)
@@ -291,14 +287,77 @@ def _train_and_save(
     )  # fmt: skip
 
 
-def _report_run_failures(report_path: Path, *datasets: Any, notes: list[str]) -> None:
+def _train_on_images(
+    config: TrainConfig,
+    splits: Any,
+    model: Any,
+    spec: Any,
+    pre: Any,
+    run_dir: Path,
+    *,
+    on_epoch: Callable[[dict[str, Any]], None] | None,
+    on_batch: Callable[..., None] | None,
+    resume_from: Path | None,
+) -> tuple[Any, list[Any]]:
+    """The training loop over decoded, augmented images (every strategy)."""
+    from headstart.config import BnStats
+    from headstart.data.datasets import ImageDataset
+    from headstart.data.transforms import build_eval_transform, build_train_transform
+    from headstart.surgery import BnPolicy
+    from headstart.training.loop import build_loaders
+    from headstart.training.runner import run_training
+
+    train_ds = ImageDataset(splits.train, build_train_transform(pre, config.augment.value))
+    val_ds = ImageDataset(splits.val, build_eval_transform(pre))
+    train_loader, val_loader = build_loaders(
+        train_ds, val_ds, batch_size=config.batch_size, num_workers=config.num_workers,
+        seed=config.seed,
+    )  # fmt: skip
+    bn = BnPolicy.EVAL if config.bn_stats is BnStats.PRETRAINED else BnPolicy.FROZEN
+    result = run_training(
+        config, model, spec, train_loader, val_loader,
+        run_dir=run_dir, bn=bn, on_epoch=on_epoch, on_batch=on_batch,
+        resume_from=resume_from, checkpoint_every_steps=config.checkpoint_every_steps,
+    )  # fmt: skip
+    return result, [train_ds, val_ds]
+
+
+def _train_on_features(
+    config: TrainConfig,
+    splits: Any,
+    model: Any,
+    spec: Any,
+    pre: Any,
+    run_dir: Path,
+    notes: Notes,
+    *,
+    on_epoch: Callable[[dict[str, Any]], None] | None,
+) -> tuple[Any, list[Any]]:
+    """feature-extract through the feature cache: the frozen body runs once per image, ever."""
+    from headstart.training.features import train_on_cached_features
+
+    result, feature_sets = train_on_cached_features(
+        config, model, spec, splits.train, splits.val, pre, run_dir=run_dir, on_epoch=on_epoch
+    )
+    reused = all(fs.from_cache for fs in feature_sets)
+    message = (
+        f"feature cache: {'reused' if reused else 'computed'} features of "
+        f"{len(splits.train) + len(splits.val)} images ({feature_sets[0].folder.parent}); "
+        "the head trains on un-augmented features (--no-cache trains with augmentation)"
+    )
+    notes.add(message)
+    return result, feature_sets
+
+
+def _report_run_failures(report_path: Path, *datasets: Any, notes: Notes) -> None:
     """Add files that broke during training (substituted by the datasets) to the data report."""
     failed = {path: reason for ds in datasets for path, reason in ds.failures.items()}
     if not failed:
         return
-    message = f"{len(failed)} image(s) broke during training and were replaced; see {report_path}"
-    notes.append(message)
-    log.warning(message)
+    notes.add(
+        f"{len(failed)} image(s) broke during training and were replaced; see {report_path}",
+        level=logging.WARNING,
+    )
     doc = json.loads(report_path.read_text())
     doc["failed_during_run"] = [{"path": p, "reason": r} for p, r in sorted(failed.items())]
     report_path.write_text(json.dumps(doc, indent=1))

@@ -216,3 +216,22 @@ def test_bad_files_are_skipped_and_listed_in_the_run_report(
     html = (tmp_path / "run" / "report" / "report.html").read_text()
     assert "notes.jpg" in html and "Training" in html
     assert bad.read_text() == "not an image"  # the user's file is untouched
+
+
+def test_feature_extract_reuses_cached_features_across_runs(
+    tmp_path: Path, image_folder_factory
+) -> None:
+    data = image_folder_factory(tmp_path / "data", ("a", "b"), n=6, layout="split")
+    weights = tiny_weights(tmp_path)
+    base = ["train", str(data), "--model", TINY_MODEL, "--weights", str(weights),
+            "--strategy", "feature-extract", "--epochs", "2", "--image-size", "32"]  # fmt: skip
+    code, out, err = run([*base, "--out", str(tmp_path / "r1")])
+    assert code == 0, out + err
+    assert "feature cache: computed" in err
+    code, out, err = run([*base, "--lr", "0.01", "--out", str(tmp_path / "r2")])
+    assert code == 0, out + err
+    assert "feature cache: reused" in err and "un-augmented" in err
+    code, out, err = run([*base, "--no-cache", "--out", str(tmp_path / "r3")])
+    assert code == 0, out + err
+    assert "feature cache" not in err
+    assert (tmp_path / "r2" / "model" / "model.safetensors").is_file()

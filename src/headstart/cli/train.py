@@ -76,6 +76,14 @@ def train(
     tensorboard: Annotated[
         bool, typer.Option(help="Also log metrics as TensorBoard events in RUN/tensorboard.")
     ] = _D.tensorboard,
+    feature_cache: Annotated[
+        bool,
+        typer.Option(
+            "--cache/--no-cache",
+            help="feature-extract: run the frozen body once per image and keep the features on "
+            "disk for later epochs and runs (the head then trains without augmentation).",
+        ),
+    ] = _D.feature_cache,
     checkpoint_every_steps: Annotated[
         int, typer.Option(min=0, help="Also checkpoint every N steps within an epoch (0: off).")
     ] = _D.checkpoint_every_steps,

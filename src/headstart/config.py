@@ -58,6 +58,8 @@ class Augment(str, Enum):
 
 
 DEFAULT_MODEL = "bundled:efficientnet_lite0"
+ACCELERATORS = ("auto", "cpu", "cuda", "gpu", "mps", "tpu")
+PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,18 @@ class TrainConfig:
             raise ConfigError("--val-fraction must be in (0, 1) and --test-fraction in [0, 1).")
         if self.val_fraction + self.test_fraction >= 1.0:
             raise ConfigError("--val-fraction plus --test-fraction must leave images to train on.")
+        if self.image_size is not None and self.image_size < 8:
+            raise ConfigError(f"--image-size must be at least 8 pixels, got {self.image_size}.")
+        if self.accelerator not in ACCELERATORS:
+            raise ConfigError(
+                f"unknown --accelerator {self.accelerator!r}; use one of {', '.join(ACCELERATORS)}."
+                f"{closest(self.accelerator, ACCELERATORS)}"
+            )
+        if self.precision not in PRECISIONS:
+            raise ConfigError(
+                f"unknown --precision {self.precision!r}; use one of {', '.join(PRECISIONS)}."
+                f"{closest(self.precision, PRECISIONS)}"
+            )
         monitors = ("val_acc", "val_loss", "val_f1")
         if self.monitor not in monitors:
             raise ConfigError(
@@ -196,8 +210,36 @@ def build_config(
             key = key.replace("-", "_")
             if key not in names:
                 raise ConfigError(f"unknown setting {key!r}.{closest(key, names)}")
-            values[key], origin[key] = value, label
+            values[key], origin[key] = _coerce(key, value), label
     return TrainConfig(**values), origin
+
+
+_FIELD_TYPES = {f.name: type(f.default) for f in fields(TrainConfig)}
+_FIELD_TYPES.update(image_size=int, weights=str)
+
+
+def _coerce(key: str, value: Any) -> Any:
+    """Give a file or CLI value its setting's type (YAML reads ``1e-3`` as a string)."""
+    kind = _FIELD_TYPES[key]
+    if value is None or isinstance(value, Enum) or kind is type(None):
+        return value
+    try:
+        if kind is bool:
+            if isinstance(value, str) and value.lower() in ("true", "yes", "on", "1"):
+                return True
+            if isinstance(value, str) and value.lower() in ("false", "no", "off", "0"):
+                return False
+            if isinstance(value, bool):
+                return value
+            raise ValueError
+        if kind is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError
+        return kind(value) if kind in (int, float, str) else value
+    except (TypeError, ValueError):
+        expected = {bool: "true or false", int: "a whole number", float: "a number"}.get(
+            kind, "text"
+        )
+        raise ConfigError(f"setting {key}: {value!r} is not {expected}.") from None
 
 
 def dump_config(config: TrainConfig, origin: dict[str, str], path: str | Path) -> None:

@@ -11,11 +11,10 @@ from typing import Any
 import torch
 
 from headstart.artifact import LoadedModel
-from headstart.data.datasets import ImageDataset
 from headstart.data.folders import Sample
-from headstart.data.transforms import build_eval_transform
 from headstart.errors import DataError
 from headstart.metrics import summarize
+from headstart.prediction import logits_for_files
 
 __all__ = ["EvalResult", "evaluate_samples", "save_eval_json"]
 
@@ -39,29 +38,27 @@ def evaluate_samples(
 ) -> EvalResult:
     """Run the model over ``samples`` and summarise the predictions.
 
+    Files that cannot be read are left out (never replaced by another image) and listed under
+    ``metrics["skipped"]``; ``metrics["num_images"]`` counts the images actually scored.
+    ``num_workers`` is accepted for compatibility; decoding overlaps inference in a thread.
+
     Raises:
-        DataError: There are no samples to evaluate.
+        DataError: There are no samples, or none of them could be read.
     """
     if not samples:
         raise DataError("no labelled images to evaluate; check the data folder's class folders.")
-    dataset = ImageDataset(samples, build_eval_transform(loaded.preprocessing))
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers
-    )
-    model = loaded.model.eval()
-    device = next(model.parameters()).device
-    outs, targets = [], []
-    with torch.inference_mode():
-        for images, labels in loader:
-            outs.append(model(images.to(device)).float().cpu())
-            targets.append(labels)
-    logits, target = torch.cat(outs), torch.cat(targets)
+    labels = {s.path: s.label for s in samples}
+    good, logits, bad = logits_for_files(loaded, [s.path for s in samples], batch_size=batch_size)
+    if not good:
+        raise DataError(
+            f"none of the {len(samples)} images could be read (first: {bad[0][0]}: {bad[0][1]})."
+        )
+    target = torch.tensor([labels[p] for p in good])
     metrics = summarize(logits, target, list(loaded.classes))
     metrics["loss"] = float(torch.nn.functional.cross_entropy(logits, target))
-    metrics["num_images"] = len(samples)
-    return EvalResult(
-        metrics=metrics, logits=logits, targets=target, paths=tuple(s.path for s in samples)
-    )
+    metrics["num_images"] = len(good)
+    metrics["skipped"] = [{"path": p, "reason": r} for p, r in bad]
+    return EvalResult(metrics=metrics, logits=logits, targets=target, paths=tuple(good))
 
 
 def save_eval_json(

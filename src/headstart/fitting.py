@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from headstart.config import Strategy, TrainConfig, dump_config
-from headstart.errors import ConfigError
+from headstart.errors import CheckpointError, ConfigError
 
 __all__ = ["RunResult", "fit_run", "prepare_run_dir", "resume_run"]
 
@@ -176,6 +176,18 @@ def resume_run(
             "folder that `headstart train` wrote, e.g. runs/run."
         )
     config, _ = load_config(run_dir / "config.yaml", **(overrides or {}))
+    checkpoints = run_dir / "checkpoints"
+    if not any((checkpoints / name).is_file() for name in ("last.pt", "last.prev.pt")):
+        raise CheckpointError(
+            f"{run_dir} has no checkpoint to resume from"
+            + (
+                " (feature-extract with the feature cache writes none: the features are cached, "
+                "so run it again with another --out)"
+                if config.strategy is Strategy.FEATURE_EXTRACT and config.feature_cache
+                else "; start the run again"
+            )
+            + "."
+        )
     splits = read_splits(run_dir / "splits.json")  # already without the skipped files
     model, spec = _create_model(config, num_classes=len(splits.classes))
     notes = Notes(on_note)
@@ -358,9 +370,11 @@ def _report_run_failures(report_path: Path, *datasets: Any, notes: Notes) -> Non
         f"{len(failed)} image(s) broke during training and were replaced; see {report_path}",
         level=logging.WARNING,
     )
+    from headstart.training.checkpoint import atomic_write_text
+
     doc = json.loads(report_path.read_text())
     doc["failed_during_run"] = [{"path": p, "reason": r} for p, r in sorted(failed.items())]
-    report_path.write_text(json.dumps(doc, indent=1))
+    atomic_write_text(report_path, json.dumps(doc, indent=1))
 
 
 def _test_metrics(loaded: Any, splits: Any, config: TrainConfig) -> tuple[dict | None, Any]:

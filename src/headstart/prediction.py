@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -12,7 +13,7 @@ from headstart.artifact import LoadedModel
 from headstart.data.images import image_to_tensor
 from headstart.errors import ConfigError, DataError
 
-__all__ = ["Prediction", "predict_files", "predict_proba_files"]
+__all__ = ["Prediction", "logits_for_files", "predict_files", "predict_proba_files"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,53 @@ def _batches(
         yield good, (torch.stack(tensors) if tensors else None), bad
 
 
+def _prefetched(iterator: Iterator[Any]) -> Iterator[Any]:
+    """Produce the next item in a background thread while the caller works on the current one.
+
+    Decoding (PIL) releases the GIL, so decoding batch k+1 overlaps the forward pass of batch k.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="headstart-decode") as pool:
+        future = pool.submit(next, iterator, None)
+        while (item := future.result()) is not None:
+            future = pool.submit(next, iterator, None)
+            yield item
+
+
+def _fast_layout(model: torch.nn.Module) -> bool:
+    """Whether to run ``model`` channels-last (eager convolutional networks: 1.5-2x on CPUs)."""
+    return any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+
+
+def logits_for_files(
+    loaded: LoadedModel, paths: Sequence[str | Path], *, batch_size: int = 32
+) -> tuple[list[str], torch.Tensor, list[tuple[str, str]]]:
+    """Raw model outputs for each readable file; decoding overlaps the forward pass.
+
+    Returns:
+        The readable paths, their logits (N, num_classes), and (path, reason) for the others.
+    """
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be positive, got {batch_size}.")
+    model = loaded.model.eval()
+    layout = torch.channels_last if _fast_layout(model) else torch.contiguous_format
+    model = model.to(memory_format=layout)
+    device = next(model.parameters()).device
+    good_all: list[str] = []
+    outputs: list[torch.Tensor] = []
+    bad_all: list[tuple[str, str]] = []
+    with torch.inference_mode():
+        for good, batch, bad in _prefetched(_batches(paths, loaded, batch_size)):
+            bad_all.extend(bad)
+            if batch is None:
+                continue
+            outputs.append(model(batch.to(device, memory_format=layout)).float().cpu())
+            good_all.extend(good)
+    logits = torch.cat(outputs) if outputs else torch.empty(0, len(loaded.classes))
+    return good_all, logits, bad_all
+
+
 def predict_proba_files(
     loaded: LoadedModel, paths: Sequence[str | Path], *, batch_size: int = 32
 ) -> tuple[list[str], torch.Tensor, list[tuple[str, str]]]:
@@ -58,23 +106,8 @@ def predict_proba_files(
     Returns:
         The readable paths, their probabilities (N, num_classes), and (path, reason) for the others.
     """
-    if batch_size < 1:
-        raise ConfigError(f"--batch-size must be positive, got {batch_size}.")
-    model = loaded.model.eval()
-    device = next(model.parameters()).device
-    good_all: list[str] = []
-    probs: list[torch.Tensor] = []
-    bad_all: list[tuple[str, str]] = []
-    with torch.inference_mode():
-        for good, batch, bad in _batches(paths, loaded, batch_size):
-            bad_all.extend(bad)
-            if batch is None:
-                continue
-            logits = model(batch.to(device))
-            probs.append(torch.softmax(logits.float(), dim=1).cpu())
-            good_all.extend(good)
-    stacked = torch.cat(probs) if probs else torch.empty(0, len(loaded.classes))
-    return good_all, stacked, bad_all
+    good, logits, bad = logits_for_files(loaded, paths, batch_size=batch_size)
+    return good, torch.softmax(logits, dim=1), bad
 
 
 def predict_files(

@@ -235,3 +235,47 @@ def test_feature_extract_reuses_cached_features_across_runs(
     assert code == 0, out + err
     assert "feature cache" not in err
     assert (tmp_path / "r2" / "model" / "model.safetensors").is_file()
+
+
+def test_evaluating_the_training_folder_uses_its_held_out_split(
+    tmp_path: Path, image_folder_factory
+) -> None:
+    data = image_folder_factory(tmp_path / "data", ("a", "b"), n=10)
+    args = ["train", str(data), "--model", TINY_MODEL, "--weights", str(tiny_weights(tmp_path)),
+            "--strategy", "feature-extract", "--epochs", "1", "--image-size", "32",
+            "--test-fraction", "0.2", "--out", str(tmp_path / "run")]  # fmt: skip
+    assert run(args)[0] == 0
+    code, out, err = run(["evaluate", str(tmp_path / "run"), str(data), "--json",
+                          "--out", str(tmp_path / "eval")])  # fmt: skip
+    assert code == 0, err
+    assert "held-out test split" in err
+    splits = json.loads((tmp_path / "run" / "splits.json").read_text())
+    assert json.loads(out)["num_images"] == len(splits["test"]) < 20
+
+
+def test_predict_fails_when_no_image_can_be_read(tmp_path: Path, trained_run) -> None:
+    run_dir, _ = trained_run
+    bad = tmp_path / "x.png"
+    bad.write_bytes(b"not a png")
+    code, _, err = run(["predict", str(run_dir), str(bad)])
+    assert code == 2 and "none of the 1 images" in err
+
+
+def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path: Path, image_folder_factory) -> None:
+    data = image_folder_factory(tmp_path / "data", ("a", "b"), n=6)
+    args = ["train", str(data), "--model", TINY_MODEL, "--weights", str(tiny_weights(tmp_path)),
+            "--strategy", "feature-extract", "--epochs", "1", "--image-size", "32",
+            "--out", str(tmp_path / "run")]  # fmt: skip
+    assert run(args)[0] == 0
+    code, _, err = run(["train", "--resume", str(tmp_path / "run")])
+    assert code == 2 and "no checkpoint" in err and "feature cache" in err
+
+
+def test_data_may_come_from_the_config_file(tmp_path: Path, image_folder_factory) -> None:
+    data = image_folder_factory(tmp_path / "data", ("a", "b"), n=6)
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"data": str(data), "model": TINY_MODEL, "epochs": 1,
+                                      "weights": str(tiny_weights(tmp_path)), "image_size": 32,
+                                      "strategy": "feature-extract"}))  # fmt: skip
+    code, out, err = run(["train", "--config", str(config), "--out", str(tmp_path / "run")])
+    assert code == 0, out + err

@@ -68,7 +68,7 @@ def check(
     problems = report.problems(max_bad_fraction)
     if problems:
         raise DataError(problems[0])
-    console.print("[green]the data can be used for training[/green]")
+    console.print("the data can be used for training", style="green")
 
 
 def print_report(report: Any) -> None:
@@ -91,16 +91,16 @@ def print_report(report: Any) -> None:
     for kind, heading in BAD_KINDS.items():
         files = [b for b in report.bad if b.kind == kind]
         if files:
-            out.print(f"\n[bold]{heading}[/bold] ({len(files)})")
+            out.print(f"\n{heading} ({len(files)})", style="bold")
             _print_items([f"  {b.path}: {b.reason}" for b in files])
     if report.duplicates:
-        out.print(f"\n[bold]identical files[/bold] ({len(report.duplicates)} groups)")
+        out.print(f"\nidentical files ({len(report.duplicates)} groups)", style="bold")
         _print_items(["  " + ", ".join(group) for group in report.duplicates])
     if report.leaks:
-        out.print(f"\n[bold]images in train and in val/test[/bold] ({len(report.leaks)})")
+        out.print(f"\nimages in train and in val/test ({len(report.leaks)})", style="bold")
         _print_items([f"  {x.other} ({x.split}) = {x.train} (train)" for x in report.leaks])
     for warning in report.warnings:
-        out.print(f"[yellow]warning:[/yellow] {warning}")
+        out.print(f"warning: {warning}", style="yellow")
 
 
 def _print_items(lines: list[str]) -> None:

@@ -6,8 +6,8 @@ from typing import Any
 
 from rich.console import Console
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True, markup=False)  # paths may hold [brackets]
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
 
 
 def epoch_line(row: dict[str, Any], total_epochs: int) -> str:

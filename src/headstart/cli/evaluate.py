@@ -45,16 +45,20 @@ def evaluate(
     from headstart.evaluation import evaluate_samples, save_eval_json
 
     loaded = load_model(ref)
-    samples = load_eval_samples(data, loaded.classes)
-    result = evaluate_samples(loaded, samples, batch_size=batch_size)
     model_dir = find_model_dir(ref)
+    run_dir = model_dir.parent if model_dir and model_dir.name == "model" else None
+    samples = _held_out_samples(run_dir, data) or load_eval_samples(data, loaded.classes)
+    result = evaluate_samples(loaded, samples, batch_size=batch_size)
+    for item in result.metrics.get("skipped", []):
+        from headstart.cli.console import err
+
+        err.print(f"skipped unreadable image {item['path']}: {item['reason']}", markup=False)
     if out is None:
         out = (
             model_dir.parent if model_dir and model_dir.name == "model" else Path("runs")
         ) / "eval"
     extra = {"model": str(ref), "data": str(data)}
     if report:
-        run_dir = model_dir.parent if model_dir and model_dir.name == "model" else None
         path = _write_report(out, result, loaded.classes, run_dir, extra).html
     else:
         path = save_eval_json(result, out / "metrics.json", extra=extra)
@@ -65,6 +69,31 @@ def evaluate(
         return
     _print_table(result.metrics, loaded.classes)
     console.print(f"{'report' if report else 'metrics'} written to {path}")
+
+
+def _held_out_samples(run_dir: Path | None, data: Path) -> list | None:
+    """When DATA is the folder the run was trained on, its held-out split from splits.json.
+
+    Evaluating every image of a training folder would score the model on what it learned from.
+    """
+    if run_dir is None or not (run_dir / "splits.json").is_file():
+        return None
+    from headstart.cli.console import err
+    from headstart.data.folders import read_splits
+
+    splits = read_splits(run_dir / "splits.json")
+    root = splits.origin.get("root")
+    made_here = splits.origin.get("layout") == "split" or splits.origin.get("carved_from_train")
+    if not root or not made_here or Path(root).resolve() != Path(data).resolve():
+        return None
+    name, samples = ("test", splits.test) if splits.test else ("validation", splits.val)
+    note = "" if splits.test else " (it also picked the best epoch, so it flatters the model)"
+    err.print(
+        f"note: {data} is the folder this run was trained on; evaluating its held-out {name} "
+        f"split from splits.json: {len(samples)} images{note}",
+        markup=False,
+    )
+    return list(samples)
 
 
 def _write_report(
@@ -83,6 +112,7 @@ def _write_report(
         out, result, classes,
         history_csv=run_dir / "metrics.csv" if run_dir else None,
         config=config,
+        skipped=[(item["path"], item["reason"]) for item in result.metrics.get("skipped", [])],
         title=f"{extra['model']} on {extra['data']}",
         extra=extra,
     )  # fmt: skip

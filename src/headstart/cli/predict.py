@@ -30,6 +30,12 @@ def predict(
     files = list_images(paths)
     loaded = load_model(ref)
     predictions = predict_files(loaded, files, topk=topk, batch_size=batch_size)
+    if all(p.error is not None for p in predictions):
+        from headstart.errors import DataError
+
+        raise DataError(
+            f"none of the {len(files)} images could be read (first: {predictions[0].error})."
+        )
     if as_json:
         import json
 

@@ -116,15 +116,16 @@ def train(
     if resume is not None:
         _resume(resume, given, data=data, config=config)
         return
-    if data is None:
-        raise ConfigError("missing DATA: give an image folder, or --resume RUN_DIR.")
-    given["data"] = data
+    if data is not None:
+        given["data"] = data
     if weights is not None:
-        given["weights"] = str(weights)
+        given["weights"] = str(weights.resolve())  # a resumed run may start elsewhere
     if config is not None:
         cfg, origin = load_config(config, **given)
     else:
         cfg, origin = build_config(cli_values=given)
+    if not cfg.data:
+        raise ConfigError("missing DATA: give an image folder (or `data:` in --config FILE).")
     result = run_with_progress(cfg, origin, fit_run)
     print_summary(result)
 

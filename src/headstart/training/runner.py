@@ -293,7 +293,7 @@ def _run_phase(run: _Run, index: int, start: _Start) -> bool:
     phase, config = run.phases[index], run.config
     steps = len(run.device_loaders[0])
     wrapped, optimizer, scheduler = _setup_phase(
-        run.fabric, config, run.model, run.spec, phase, steps
+        run.fabric, config, run.model, run.spec, phase, steps, bn=run.bn
     )
     last_phase = index == len(run.phases) - 1
     if start.optimizer is not None and start.scheduler is not None:
@@ -471,7 +471,9 @@ def _check_compatible(state: dict[str, Any], run: _Run, used: Path) -> None:
             f"checkpoint {used} has format {state['format']}, this headstart reads "
             f"{CHECKPOINT_FORMAT}; resume with the headstart version that wrote it."
         )
-    saved, current = state["config"], run.config.to_dict()
+    current = run.config.to_dict()
+    # settings added after the checkpoint was written take their defaults
+    saved = {**TrainConfig().to_dict(), **state["config"]}
     changed = sorted(k for k in saved.keys() | current.keys() if saved.get(k) != current.get(k))
     inexact = [k for k in changed if k in _INEXACT_SETTINGS]
     if inexact:
@@ -492,9 +494,10 @@ def _setup_phase(
     spec: BackboneSpec,
     phase: Phase,
     steps_per_epoch: int,
+    bn: BnPolicy = BnPolicy.FROZEN,
 ) -> tuple[nn.Module, torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """Freeze for ``phase``, build optimizer + schedule, and set both up with Fabric."""
-    set_trainable_stages(model, spec, phase.trainable_stages)
+    set_trainable_stages(model, spec, phase.trainable_stages, bn=bn)
     groups = param_groups(
         model,
         spec,

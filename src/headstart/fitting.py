@@ -319,8 +319,14 @@ def _train_on_images(
     from headstart.training.loop import build_loaders
     from headstart.training.runner import run_training
 
-    train_ds = ImageDataset(splits.train, build_train_transform(pre, config.augment.value))
-    val_ds = ImageDataset(splits.val, build_eval_transform(pre))
+    if config.feature_cache:  # decode and resize each image once; epochs read uint8 from disk
+        from headstart.data.cache import CachedImageDataset
+
+        train_ds: Any = CachedImageDataset(splits.train, pre, config.augment.value)
+        val_ds: Any = CachedImageDataset(splits.val, pre, None)
+    else:
+        train_ds = ImageDataset(splits.train, build_train_transform(pre, config.augment.value))
+        val_ds = ImageDataset(splits.val, build_eval_transform(pre))
     train_loader, val_loader = build_loaders(
         train_ds, val_ds, batch_size=config.batch_size, num_workers=config.num_workers,
         seed=config.seed,

@@ -80,8 +80,9 @@ def train(
         bool,
         typer.Option(
             "--cache/--no-cache",
-            help="feature-extract: run the frozen body once per image and keep the features on "
-            "disk for later epochs and runs (the head then trains without augmentation).",
+            help="Decode and resize each image once and train from the uint8 copy on disk; with "
+            "feature-extract, also run the frozen body once per image and keep its features for "
+            "later epochs and runs (the head then trains without augmentation).",
         ),
     ] = _D.feature_cache,
     checkpoint_every_steps: Annotated[

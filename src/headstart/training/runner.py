@@ -520,6 +520,8 @@ def _setup_phase(
             "warm-up of %d steps shortened to %d (half of phase %s)", warmup, total // 2, phase.name
         )
     scheduler = build_scheduler(optimizer, total_steps=total, warmup_steps=warmup)
+    if any(isinstance(m, nn.Conv2d) for m in model.modules()):
+        model.to(memory_format=torch.channels_last)  # the loop feeds channels-last batches
     wrapped, fabric_optimizer = fabric.setup(model, optimizer)
     return wrapped, fabric_optimizer, scheduler
 

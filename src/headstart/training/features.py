@@ -198,7 +198,7 @@ def extract_features(
         augment: Preset of the augmented views.
         batch_size: Images per forward pass.
         dtype: Storage type, ``float32`` (exact) or ``float16``.
-        settings: Speed settings for the body (default float32, no channels_last).
+        settings: Speed settings for the body (default float32, channels-last for conv nets).
         seed: Seeds the augmented views.
         num_workers: DataLoader workers for decoding.
         root: Folder of entries (default ``cache_dir()/features``).
@@ -206,7 +206,10 @@ def extract_features(
     """
     if dtype not in FEATURE_DTYPES:
         raise ConfigError(f"feature dtype {dtype!r} is not known; use float32 or float16.")
-    settings = settings or SpeedSettings(next(model.parameters()).device.type)
+    settings = settings or SpeedSettings(
+        next(model.parameters()).device.type,
+        channels_last=any(isinstance(m, nn.Conv2d) for m in model.modules()),  # same fp32 numbers
+    )
     root = Path(root) if root is not None else cache_dir() / "features"
     start = time.perf_counter()
     key = feature_key(

@@ -16,20 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
+from headstart.data.demo import DEMO_CLASSES
+
 log = logging.getLogger("build_demo_data")
 
-CLASSES = (
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-)
+CLASSES = DEMO_CLASSES  # one list of names, shared with the package
 TRAIN_PER_CLASS = 60
 VAL_PER_CLASS = 20
 SEED = 0

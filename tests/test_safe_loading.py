@@ -6,20 +6,17 @@ one-line error (exit 2) and that the marker never appeared.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import pickle
 import shutil
 import zipfile
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
 import torch
 
-from headstart.cli.main import main
-from tests.e2e_helpers import TINY_MODEL, tiny_weights
+from tests.e2e_helpers import TINY_MODEL, run_cli, tiny_weights
 
 
 class Payload:
@@ -33,14 +30,8 @@ class Payload:
 
 
 def run(args: list[str]) -> tuple[int, str]:
-    err = io.StringIO()
-    code = 0
-    with redirect_stdout(io.StringIO()), redirect_stderr(err):
-        try:
-            main(args)
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-    return code, err.getvalue()
+    code, _, err = run_cli(args)
+    return code, err
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from torch import nn
 from torch.nn.modules.batchnorm import _NormBase
 
 from headstart.errors import ConfigError
-from headstart.preprocessing import PreprocessSpec
 from headstart.surgery import (
     BnPolicy,
     freeze,
@@ -15,28 +14,7 @@ from headstart.surgery import (
     train_mode,
     unfreeze,
 )
-from headstart.zoo.spec import BackboneSpec
-
-
-def spec_from_timm(model: nn.Module, arch: str) -> BackboneSpec:
-    classifier = model.pretrained_cfg["classifier"]
-    stages = tuple(
-        names
-        for child_name, child in model.named_children()
-        if child_name != classifier.split(".")[0]
-        for names in [tuple(f"{child_name}.{n}" for n, _ in child.named_parameters())]
-        if names
-    )
-    return BackboneSpec(
-        name=f"timm:{arch}",
-        source="timm",
-        arch=arch,
-        preprocessing=PreprocessSpec(input_size=32),
-        num_features=model.num_features,
-        classifier=classifier,
-        stages=stages,
-        pretrained=False,
-    )
+from tests.training.helpers import spec_from_timm
 
 
 @pytest.fixture(params=["test_resnet", "test_efficientnet"])

@@ -2,41 +2,11 @@
 
 from __future__ import annotations
 
-import io
 import json
-from collections.abc import Iterator
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
-import pytest
-
-from headstart.cli import check as check_module
-from headstart.cli.main import app, main
 from tests.conftest import make_image_folder
-
-
-@pytest.fixture(autouse=True)
-def _registered() -> Iterator[None]:
-    """Register ``check`` on the app for these tests unless cli/main.py already does."""
-    names = [c.name for c in app.registered_commands]
-    added = "check" not in names
-    if added:
-        app.command("check", no_args_is_help=True)(check_module.check)
-    yield
-    if added:
-        app.registered_commands.pop()
-
-
-def run(args: list[str]) -> tuple[int, str, str]:
-    """Run the CLI in-process through ``main`` (the real error boundary)."""
-    out, err = io.StringIO(), io.StringIO()
-    code = 0
-    with redirect_stdout(out), redirect_stderr(err):
-        try:
-            main(args)
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-    return code, out.getvalue(), err.getvalue()
+from tests.e2e_helpers import run_cli as run
 
 
 def test_clean_folder_exits_0_and_writes_json(tmp_path: Path) -> None:

@@ -9,27 +9,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from typer.testing import CliRunner
 
-from headstart.cli.main import main
 from tests.e2e_helpers import TINY_MODEL, tiny_weights
-
-runner = CliRunner()
-
-
-def run(args: list[str]) -> tuple[int, str, str]:
-    """Run the CLI in-process through ``main`` (the real error boundary)."""
-    import io
-    from contextlib import redirect_stderr, redirect_stdout
-
-    out, err = io.StringIO(), io.StringIO()
-    code = 0
-    with redirect_stdout(out), redirect_stderr(err):
-        try:
-            main(args)
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-    return code, out.getvalue(), err.getvalue()
+from tests.e2e_helpers import run_cli as run
 
 
 @pytest.fixture(scope="module")

@@ -257,3 +257,11 @@ def count_parameters(model: nn.Module, *, trainable: bool | None = None) -> int:
     return sum(
         p.numel() for p in model.parameters() if trainable is None or p.requires_grad == trainable
     )
+
+
+def prefers_channels_last(model: nn.Module) -> bool:
+    """Whether ``model`` is a convolutional network, which runs 1.5-2x faster channels-last on CPUs.
+
+    Exported wrappers (ONNX sessions, TorchScript) hold no ``nn.Conv2d`` and so keep their layout.
+    """
+    return any(isinstance(m, nn.Conv2d) for m in model.modules())

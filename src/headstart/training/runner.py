@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader
 from headstart.config import TrainConfig
 from headstart.errors import CheckpointError, ConfigError, HeadstartError
 from headstart.metrics import macro_f1
-from headstart.surgery import BnPolicy, param_groups, set_trainable_stages
+from headstart.surgery import BnPolicy, param_groups, prefers_channels_last, set_trainable_stages
 from headstart.training.callbacks import BestTracker, EarlyStopping
 from headstart.training.checkpoint import (
     atomic_write_text,
@@ -520,7 +520,7 @@ def _setup_phase(
             "warm-up of %d steps shortened to %d (half of phase %s)", warmup, total // 2, phase.name
         )
     scheduler = build_scheduler(optimizer, total_steps=total, warmup_steps=warmup)
-    if any(isinstance(m, nn.Conv2d) for m in model.modules()):
+    if prefers_channels_last(model):
         model.to(memory_format=torch.channels_last)  # the loop feeds channels-last batches
     wrapped, fabric_optimizer = fabric.setup(model, optimizer)
     return wrapped, fabric_optimizer, scheduler

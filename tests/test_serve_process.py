@@ -38,7 +38,14 @@ def _rss_kib(pid: int) -> int:
 def _post(port: int, body: bytes, content_type: str = "image/png") -> tuple[int, dict]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
-        conn.request("POST", "/predict?topk=2", body=body, headers={"Content-Type": content_type})
+        try:
+            conn.request(
+                "POST", "/predict?topk=2", body=body, headers={"Content-Type": content_type}
+            )
+        except (BrokenPipeError, ConnectionResetError):
+            # the server answered an oversized body (413) and closed before we finished sending;
+            # its answer is still waiting in the socket
+            pass
         response = conn.getresponse()
         return response.status, json.loads(response.read() or b"{}")
     finally:

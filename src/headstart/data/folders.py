@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from headstart.data.images import IMAGE_EXTENSIONS, is_image_file
+from headstart.data.walk import Skip, WalkProblem, list_visible, walk_images
 from headstart.errors import DataError
 
 __all__ = [
@@ -86,31 +87,34 @@ class DataSplits:
 
 def _visible_entries(folder: Path) -> list[Path]:
     try:
-        return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+        return list_visible(folder)
     except OSError as exc:
-        raise DataError(f"cannot list folder {folder}: {exc.strerror or exc}.") from None
+        raise _cannot_list(folder, exc) from None
+
+
+def _cannot_list(folder: Path, exc: OSError | None) -> DataError:
+    reason = (exc.strerror or exc) if exc is not None else "unknown error"
+    return DataError(f"cannot list folder {folder}: {reason}.")
 
 
 def _walk_images(folder: Path, skipped: list[Path]) -> list[Path]:
-    """Return the image files under ``folder`` (recursive, sorted); append skipped files."""
-    images: list[Path] = []
-    visited: set[str] = set()
-    stack = [folder]
-    while stack:
-        current = stack.pop()
-        real = os.path.realpath(current)
-        if real in visited:
-            log.info("skipping %s: folder already scanned (symlink loop or duplicate)", current)
-            continue
-        visited.add(real)
-        for entry in _visible_entries(current):
-            if entry.is_dir():
-                stack.append(entry)
-            elif entry.is_file() and is_image_file(entry):
-                images.append(entry)
-            else:
-                skipped.append(entry)
-    return sorted(images)
+    """Return the image files under ``folder`` (recursive, sorted); append skipped files.
+
+    Raises:
+        DataError: A folder under ``folder`` cannot be listed.
+    """
+
+    def on_problem(problem: WalkProblem) -> None:
+        if problem.kind is Skip.UNLISTABLE:
+            raise _cannot_list(problem.path, problem.error) from None
+        if problem.kind is Skip.REVISIT:
+            log.info(
+                "skipping %s: folder already scanned (symlink loop or duplicate)", problem.path
+            )
+        else:
+            skipped.append(problem.path)
+
+    return walk_images(folder, on_problem=on_problem)
 
 
 def _report_skipped(root: Path, skipped: list[Path]) -> None:

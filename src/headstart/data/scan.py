@@ -8,7 +8,9 @@ duplicates and train/val/test leaks (by SHA-256 of the content), empty class fol
 outside class folders, and class imbalance.
 
 Files are decoded with ``decode_image`` (the one decoder) in a thread pool; Pillow releases the GIL
-while decoding.
+while decoding. Each file's result is cached under ``cache_dir()/audit`` with the file's size,
+modification time, change time and inode and the audit settings, so a file that has not changed
+since the last audit is not read again.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import hashlib
 import json
 import logging
 import os
+import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -26,9 +29,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from PIL import __version__ as _PILLOW_VERSION
+
 from headstart.data.folders import VAL_NAMES, DataSplits, Sample, load_splits
 from headstart.data.images import DEFAULT_MAX_PIXELS, decode_image, is_image_file
+from headstart.data.walk import Skip, WalkProblem, list_visible, walk_images
 from headstart.errors import DataError
+from headstart.paths import cache_dir
 
 __all__ = [
     "BAD_KINDS",
@@ -168,7 +175,7 @@ class AuditReport:
     def clean_splits(self) -> DataSplits:
         """The splits without the bad files."""
         bad = {b.path for b in self.bad}
-        parts = {
+        parts: dict[str, Any] = {
             name: tuple(s for s in getattr(self.splits, name) if s.path not in bad)
             for name in _SPLIT_NAMES
         }
@@ -348,6 +355,134 @@ def inspect_files(
         )
 
 
+# ----------------------------------------------------------------------------- the audit cache
+
+_CACHE_FORMAT = "headstart-audit-cache"
+_CACHE_VERSION = 1
+"""Bump when ``inspect_file`` can give another result for the same bytes and settings."""
+
+Signature = tuple[int, int, int, int]
+"""A file's size, mtime_ns, ctime_ns and inode: a change in any of them means "inspect again"."""
+
+
+def _stat_signature(path: str) -> Signature | None:
+    """The ``Signature`` of the file at ``path`` (followed if a link), or None if it is not there.
+
+    Besides size and mtime (as in ``cache.file_signature``), the change time and inode catch a
+    chmod, a write that restores the mtime and a link pointed at another file.
+    """
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+def inspect_files_cached(
+    paths: Sequence[str], *, root: str, max_pixels: int, min_size: int, workers: int | None = None
+) -> list[FileCheck]:
+    """``inspect_files``, reusing the results of files unchanged since the last audit of ``root``.
+
+    The results of the files that could be read are then saved for the next audit. A missing or
+    corrupt cache file only means that every file is inspected again.
+    """
+    settings = _cache_settings(root, max_pixels, min_size)
+    cache_file = _cache_file(settings)
+    old = _read_cache(cache_file, settings)
+    signatures = {p: _stat_signature(p) for p in paths}  # taken before reading: a race re-inspects
+    found: dict[str, FileCheck] = {}
+    for path, signature in signatures.items():
+        hit = _cached_check(path, old.get(os.path.abspath(path)), signature)
+        if hit is not None:
+            found[path] = hit
+    misses = [p for p in paths if p not in found]
+    checks = inspect_files(misses, max_pixels=max_pixels, min_size=min_size, workers=workers)
+    found.update(zip(misses, checks, strict=True))
+    log.info("audit cache: %d of %d files unchanged", len(paths) - len(misses), len(paths))
+    entries = {
+        os.path.abspath(path): _cache_entry(signature, found[path])
+        for path, signature in signatures.items()
+        if signature is not None and found[path].digest is not None
+    }
+    if entries != old:
+        _write_cache(cache_file, settings, entries)
+    return [found[p] for p in paths]
+
+
+def _cache_settings(root: str, max_pixels: int, min_size: int) -> dict[str, Any]:
+    return {"root": root, "max_pixels": max_pixels, "min_size": min_size, "pillow": _PILLOW_VERSION}
+
+
+def _cache_file(settings: dict[str, Any]) -> Path:
+    """One cache file per data root and settings, so a check and a train run do not collide."""
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:24]
+    return cache_dir() / "audit" / f"{key}.json"
+
+
+def _read_cache(cache_file: Path, settings: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``cache_file`` (absolute path -> entry); none if missing, stale or corrupt."""
+    try:
+        doc = json.loads(cache_file.read_text())
+        current = (doc["format"], doc["version"], doc["settings"]) == (
+            _CACHE_FORMAT,
+            _CACHE_VERSION,
+            settings,
+        )
+        entries = doc["files"] if current else {}
+        if not isinstance(entries, dict):
+            raise TypeError("'files' is not a mapping")
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("ignoring the audit cache %s (%s); auditing every file again", cache_file, exc)
+        return {}
+    return entries
+
+
+def _cached_check(path: str, entry: Any, signature: Signature | None) -> FileCheck | None:
+    """The ``FileCheck`` stored in ``entry`` if it is well formed and ``signature`` matches."""
+    if signature is None or not isinstance(entry, list) or len(entry) != 7:
+        return None
+    if tuple(entry[:4]) != signature or not isinstance(entry[4], str):
+        return None
+    digest, kind, reason = entry[4:]
+    if kind is None:
+        return FileCheck(path, digest, None)
+    if kind not in SAMPLE_KINDS or not isinstance(reason, str):
+        return None
+    return FileCheck(path, digest, BadFile(path, reason, kind))
+
+
+def _cache_entry(signature: Signature, check: FileCheck) -> list[Any]:
+    bad = check.bad
+    kind, reason = (None, None) if bad is None else (bad.kind, bad.reason)
+    return [*signature, check.digest, kind, reason]
+
+
+def _write_cache(cache_file: Path, settings: dict[str, Any], entries: dict[str, Any]) -> None:
+    """Replace ``cache_file`` atomically; a failure is logged, as the cache only saves time."""
+    doc = {"format": _CACHE_FORMAT, "version": _CACHE_VERSION, "settings": settings}
+    doc["files"] = entries
+    try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{cache_file.name}.", dir=cache_file.parent)
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(doc, f, separators=(",", ":"))
+            os.replace(tmp, cache_file)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        log.warning(
+            "cannot write the audit cache %s (%s); the next audit reads every file again; "
+            "check that %s is writable (or set HEADSTART_CACHE).",
+            cache_file,
+            exc,
+            cache_file.parent,
+        )
+
+
 # ----------------------------------------------------------------------------- the folder tree
 
 
@@ -398,12 +533,17 @@ def scan_tree(root: str | Path) -> TreeScan:
 
 def _list(folder: Path, scan: TreeScan) -> list[Path]:
     try:
-        return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
-    except PermissionError:
-        scan.bad.append(BadFile(str(folder), "permission denied listing folder.", "unreadable"))
+        return list_visible(folder)
     except OSError as exc:
-        scan.bad.append(BadFile(str(folder), f"cannot list: {exc.strerror or exc}.", "unreadable"))
+        scan.bad.append(_unlistable(folder, exc))
     return []
+
+
+def _unlistable(folder: Path, exc: OSError | None) -> BadFile:
+    if isinstance(exc, PermissionError):
+        return BadFile(str(folder), "permission denied listing folder.", "unreadable")
+    reason = (exc.strerror or exc) if exc is not None else "unknown error"
+    return BadFile(str(folder), f"cannot list: {reason}.", "unreadable")
 
 
 def _mark_outside(path: Path, scan: TreeScan) -> None:
@@ -442,30 +582,28 @@ def _scan_class_root(folder: Path, split: str, scan: TreeScan) -> None:
 
 
 def _walk(folder: Path, scan: TreeScan, *, record: bool) -> list[Path]:
-    """Image files under ``folder`` (sorted); with ``record``, log links, loops, other files."""
-    images: list[Path] = []
-    visited: set[str] = set()
-    stack = [folder]
-    while stack:
-        current = stack.pop()
-        real = os.path.realpath(current)
-        if real in visited:
-            if record:
-                reason = f"folder link to {real}, which was already scanned; not followed."
-                scan.bad.append(BadFile(str(current), reason, "symlink_loop"))
-            continue
-        visited.add(real)
-        for entry in _list(current, scan):
-            if entry.is_dir():
-                stack.append(entry)
-            elif entry.is_file():
-                if is_image_file(entry):
-                    images.append(entry)
-                elif record:
-                    scan.ignored.append(str(entry))
-            elif entry.is_symlink() and record:
-                scan.bad.append(_link_problem(entry))
-    return sorted(images)
+    """Image files under ``folder`` (sorted); with ``record``, log links, loops, other files.
+
+    Unlistable folders are always recorded.
+    """
+
+    def on_problem(problem: WalkProblem) -> None:
+        path = problem.path
+        if problem.kind is Skip.UNLISTABLE:
+            scan.bad.append(_unlistable(path, problem.error))
+        elif not record:
+            return
+        elif problem.kind is Skip.REVISIT:
+            reason = (
+                f"folder link to {os.path.realpath(path)}, which was already scanned; not followed."
+            )
+            scan.bad.append(BadFile(str(path), reason, "symlink_loop"))
+        elif problem.kind is Skip.NOT_IMAGE:
+            scan.ignored.append(str(path))
+        elif path.is_symlink():  # Skip.NOT_FILE: FIFOs and sockets are passed over
+            scan.bad.append(_link_problem(path))
+
+    return walk_images(folder, on_problem=on_problem)
 
 
 def _link_problem(link: Path) -> BadFile:
@@ -487,6 +625,7 @@ def audit_splits(
     imbalance_ratio: float = DEFAULT_IMBALANCE_RATIO,
     workers: int | None = None,
     tree: TreeScan | None = None,
+    use_cache: bool = True,
 ) -> AuditReport:
     """Decode every sample of ``splits`` and report bad files, duplicates, leaks and imbalance.
 
@@ -498,6 +637,8 @@ def audit_splits(
         workers: Decoding threads (default: the number of CPUs, at most 16).
         tree: A ``scan_tree`` of the data folder; scanned here when omitted and the splits come
             from a folder.
+        use_cache: Reuse the results of files unchanged since the last audit (see
+            ``inspect_files_cached``); False reads every file and leaves the cache alone.
     """
     start = time.perf_counter()
     root = str(splits.origin.get("root", ""))
@@ -505,7 +646,12 @@ def audit_splits(
         tree = scan_tree(root)
     tree = tree or TreeScan()
     paths = sorted({s.path for name in _SPLIT_NAMES for s in getattr(splits, name)})
-    checks = inspect_files(paths, max_pixels=max_pixels, min_size=min_size, workers=workers)
+    if use_cache:
+        checks = inspect_files_cached(
+            paths, root=root, max_pixels=max_pixels, min_size=min_size, workers=workers
+        )
+    else:
+        checks = inspect_files(paths, max_pixels=max_pixels, min_size=min_size, workers=workers)
     report = AuditReport(
         root=root,
         splits=splits,
@@ -598,6 +744,7 @@ def audit_folder(
     min_size: int = DEFAULT_MIN_SIZE,
     imbalance_ratio: float = DEFAULT_IMBALANCE_RATIO,
     workers: int | None = None,
+    use_cache: bool = True,
 ) -> AuditReport:
     """Audit a data folder the way ``load_splits`` would split it (see ``audit_splits``).
 
@@ -624,6 +771,7 @@ def audit_folder(
         imbalance_ratio=imbalance_ratio,
         workers=workers,
         tree=tree,
+        use_cache=use_cache,
     )
     report.fatal = fatal
     if fatal is None and report.num_samples == 0:

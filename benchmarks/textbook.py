@@ -104,3 +104,40 @@ def full_images_per_s(data: Path, size: int, batches: int) -> float:
     train, val = loaders(data, size, spec)
     run_epoch(model, train, val, optimizer, max_batches=1)  # warm-up
     return run_epoch(model, train, val, optimizer, max_batches=batches)["train_images_per_s"]
+
+
+def _frozen_body(model: nn.Module, spec: Any) -> list[nn.Parameter]:
+    """Freeze everything but the head (as tutorials do); return the head's parameters."""
+    for p in model.parameters():
+        p.requires_grad = False
+    head = list(model.get_submodule(spec.classifier).parameters())
+    for p in head:
+        p.requires_grad = True
+    return head
+
+
+def train_epochs(data: Path, size: int, head_epochs: int, full_epochs: int) -> dict[str, Any]:
+    """The textbook's two-phase recipe (or full fine-tuning with ``head_epochs=0``), whole epochs.
+
+    Head epochs: frozen body, Adam(1e-3) on the head. Full epochs: everything unfrozen,
+    SGD(1e-3, momentum 0.9). Returns per-epoch rows (``seconds`` with validation,
+    ``train_images_per_s`` of the whole training pass) and the training images/s over all epochs.
+    """
+    model, spec = build_model(10)
+    train, val = loaders(data, size, spec)
+    rows = []
+    if head_epochs:
+        optimizer = torch.optim.Adam(_frozen_body(model, spec), lr=1e-3)
+        rows += [run_epoch(model, train, val, optimizer) for _ in range(head_epochs)]
+    for p in model.parameters():
+        p.requires_grad = True
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    rows += [run_epoch(model, train, val, optimizer) for _ in range(full_epochs)]
+    n = len(train.dataset)  # type: ignore[arg-type]
+    train_seconds = sum(n / r["train_images_per_s"] for r in rows)
+    return {
+        "rows": rows,
+        "train_images_per_s": n * len(rows) / train_seconds,
+        "seconds": sum(r["seconds"] for r in rows),
+        "val_acc": rows[-1]["val_acc"],
+    }

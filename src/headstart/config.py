@@ -59,7 +59,7 @@ class Augment(str, Enum):
 
 DEFAULT_MODEL = "bundled:efficientnet_lite0"
 ACCELERATORS = ("auto", "cpu", "cuda", "gpu", "mps", "tpu")
-PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")
+PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ class TrainConfig:
     out: str = "runs/run"
     num_workers: int = 0
     accelerator: str = "auto"
-    precision: str = "32-true"
+    precision: str = "auto"
     max_bad_fraction: float = 0.1
     tensorboard: bool = False
     feature_cache: bool = True

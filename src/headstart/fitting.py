@@ -269,9 +269,10 @@ def _train_and_save(
             )
         else:
             result, datasets = _train_on_images(
-                config, splits, model, spec, pre, run_dir,
+                config, splits, model, spec, pre, run_dir, notes,
                 on_epoch=on_epoch, on_batch=on_batch, resume_from=resume_from,
             )  # fmt: skip
+            _note_speed(result.speed, config, notes)
     _report_run_failures(run_dir / "data_report.json", *datasets, notes=notes)
     model = result.model.cpu().eval()
     loaded = LoadedModel(model=model, classes=classes, preprocessing=pre, name=spec.name)
@@ -306,12 +307,17 @@ def _train_on_images(
     spec: Any,
     pre: Any,
     run_dir: Path,
+    notes: Notes,
     *,
     on_epoch: Callable[[dict[str, Any]], None] | None,
     on_batch: Callable[..., None] | None,
     resume_from: Path | None,
 ) -> tuple[Any, list[Any]]:
-    """The training loop over decoded, augmented images (every strategy)."""
+    """The training loop over decoded, augmented images (every strategy).
+
+    With the caches on, two-phase's head phase trains on cached features first (the frozen body
+    runs once per image instead of once per epoch) and the loop continues with the full phase.
+    """
     from headstart.config import BnStats
     from headstart.data.datasets import ImageDataset
     from headstart.data.transforms import build_eval_transform, build_train_transform
@@ -327,6 +333,12 @@ def _train_on_images(
     else:
         train_ds = ImageDataset(splits.train, build_train_transform(pre, config.augment.value))
         val_ds = ImageDataset(splits.val, build_eval_transform(pre))
+    prior, datasets = None, []
+    head_first = config.strategy is Strategy.TWO_PHASE and config.head_epochs > 0
+    if config.feature_cache and head_first and resume_from is None:
+        prior, datasets = _train_on_features(
+            config, splits, model, spec, pre, run_dir, notes, on_epoch=on_epoch
+        )
     train_loader, val_loader = build_loaders(
         train_ds, val_ds, batch_size=config.batch_size, num_workers=config.num_workers,
         seed=config.seed,
@@ -336,8 +348,9 @@ def _train_on_images(
         config, model, spec, train_loader, val_loader,
         run_dir=run_dir, bn=bn, on_epoch=on_epoch, on_batch=on_batch,
         resume_from=resume_from, checkpoint_every_steps=config.checkpoint_every_steps,
+        prior=prior,
     )  # fmt: skip
-    return result, [train_ds, val_ds]
+    return result, [*datasets, train_ds, val_ds]
 
 
 def _train_on_features(
@@ -351,7 +364,11 @@ def _train_on_features(
     *,
     on_epoch: Callable[[dict[str, Any]], None] | None,
 ) -> tuple[Any, list[Any]]:
-    """feature-extract through the feature cache: the frozen body runs once per image, ever."""
+    """A head-only phase on cached features: the frozen body runs once per image, ever.
+
+    Trains all of feature-extract, or two-phase's head phase (``train_head_on_features`` runs
+    the strategy's first phase).
+    """
     from headstart.training.features import train_on_cached_features
 
     settings = _extraction_settings(model, spec, pre)
@@ -366,11 +383,26 @@ def _train_on_features(
     message = (
         f"feature cache: {'reused' if reused else 'computed'} features of "
         f"{len(splits.train) + len(splits.val)} images ({feature_sets[0].folder.parent}; "
-        f"body run in {how}, the fastest in a timed trial on this machine); the head trains on "
-        "un-augmented features (--no-cache trains with augmentation)"
+        f"body run in {how}, the fastest in a timed trial on this machine); the head "
+        f"{'phase ' if config.strategy is Strategy.TWO_PHASE else ''}trains on un-augmented "
+        "features (--no-cache trains with augmentation)"
     )
     notes.add(message)
     return result, feature_sets
+
+
+def _note_speed(speed: dict[str, dict[str, Any]], config: TrainConfig, notes: Notes) -> None:
+    """Tell the user how each phase ran (chosen by a timed trial under ``--precision auto``)."""
+    from headstart.training.accel import SpeedSettings, describe
+
+    if not speed:
+        return
+    how = ", ".join(f"{name} phase {describe(SpeedSettings(**s))}" for name, s in speed.items())
+    if config.precision == "auto":
+        notes.add(f"speed: {how} (the fastest in a timed trial on this machine; --precision "
+                  "32-true turns autocast off)")  # fmt: skip
+    else:
+        notes.add(f"speed: {how}, precision {config.precision}")
 
 
 def _extraction_settings(model: Any, spec: Any, pre: Any) -> Any:
@@ -380,7 +412,8 @@ def _extraction_settings(model: Any, spec: Any, pre: Any) -> Any:
     from headstart.training.accel import tune_speed
 
     device = next(model.parameters()).device
-    sample = torch.randn(32, 3, pre.input_size, pre.input_size, device=device)
+    shape = (32, 3, pre.input_size, pre.input_size)
+    sample = torch.randn(*shape, generator=torch.Generator().manual_seed(0)).to(device)
     return tune_speed(model, sample, key=spec.name, mode="infer")
 
 

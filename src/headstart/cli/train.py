@@ -66,7 +66,13 @@ def train(
     out: Annotated[str, typer.Option("--out", "-o", help="Run folder.")] = _D.out,
     num_workers: Annotated[int, typer.Option(min=0)] = _D.num_workers,
     accelerator: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = _D.accelerator,
-    precision: Annotated[str, typer.Option(help="32-true, bf16-mixed or 16-mixed.")] = _D.precision,
+    precision: Annotated[
+        str,
+        typer.Option(
+            help="auto (a short timed trial picks float32 or bf16 per model and machine), "
+            "32-true, bf16-mixed or 16-mixed."
+        ),
+    ] = _D.precision,
     max_bad_fraction: Annotated[
         float,
         typer.Option(

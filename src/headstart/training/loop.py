@@ -13,6 +13,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from headstart.surgery import BnPolicy, train_mode
+from headstart.training.accel import SpeedSettings
 from headstart.training.checkpoint import restore_rng_state
 
 __all__ = ["EpochProgress", "build_loaders", "evaluate", "train_one_epoch"]
@@ -79,6 +80,20 @@ def channels_last(images: torch.Tensor) -> torch.Tensor:
     return images.contiguous(memory_format=torch.channels_last) if images.dim() == 4 else images
 
 
+def _layout(images: torch.Tensor, speed: SpeedSettings | None) -> torch.Tensor:
+    """The batch in the layout of ``speed`` (channels-last when no settings are given)."""
+    return channels_last(images) if speed is None or speed.channels_last else images
+
+
+def _forward(model: nn.Module, images: torch.Tensor, speed: SpeedSettings | None) -> torch.Tensor:
+    """Float32 logits for a batch, run in the layout and autocast dtype of ``speed``."""
+    if speed is None or speed.autocast is None:
+        return model(_layout(images, speed))
+    with speed.autocast_context():
+        logits = model(_layout(images, speed))
+    return logits.float()
+
+
 def train_one_epoch(
     fabric: Fabric,
     model: nn.Module,
@@ -92,6 +107,7 @@ def train_one_epoch(
     start: EpochProgress | None = None,
     rng_state: dict[str, Any] | None = None,
     on_step: StepCallback | None = None,
+    speed: SpeedSettings | None = None,
 ) -> dict[str, float]:
     """Train ``model`` for one pass over ``loader``, stepping ``scheduler`` after every batch.
 
@@ -119,6 +135,8 @@ def train_one_epoch(
             restore just before the first step.
         on_step: Called after each step (after ``on_batch``) with the epoch's progress, e.g. to
             write a mid-epoch checkpoint; may raise to stop training.
+        speed: Input layout and autocast dtype of the forward pass (the loss is computed in
+            float32); ``None``: float32 with channels-last inputs.
 
     Returns:
         ``loss`` (mean over samples), ``acc``, ``images`` (count), ``seconds``, ``images_per_s``.
@@ -136,7 +154,7 @@ def train_one_epoch(
     num_batches = len(loader)
     for index, (images, labels) in enumerate(iterator, start=start.batches):
         optimizer.zero_grad(set_to_none=True)
-        logits = model(channels_last(images))
+        logits = _forward(model, images, speed)
         loss = loss_fn(logits, labels)
         fabric.backward(loss)
         optimizer.step()
@@ -169,9 +187,17 @@ def train_one_epoch(
 
 
 def evaluate(
-    fabric: Fabric, model: nn.Module, loader: DataLoader, loss_fn: nn.Module
+    fabric: Fabric,
+    model: nn.Module,
+    loader: DataLoader,
+    loss_fn: nn.Module,
+    *,
+    speed: SpeedSettings | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``model`` on ``loader`` in eval mode without gradients.
+
+    ``speed`` sets the input layout; validation always runs in float32 (no autocast), so its
+    metrics match ``headstart evaluate`` on the saved model.
 
     Returns:
         ``loss`` (mean over samples), ``acc``, ``seconds``, and ``logits`` ``[N, C]`` (float32)
@@ -185,7 +211,7 @@ def evaluate(
     start = time.perf_counter()
     with torch.no_grad():
         for images, labels in loader:
-            logits = model(channels_last(images))
+            logits = model(_layout(images, speed))
             total_loss += float(loss_fn(logits, labels)) * labels.shape[0]
             seen += labels.shape[0]
             all_logits.append(logits.float().cpu())

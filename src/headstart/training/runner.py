@@ -36,7 +36,20 @@ from torch.utils.data import DataLoader
 from headstart.config import TrainConfig
 from headstart.errors import CheckpointError, ConfigError, HeadstartError
 from headstart.metrics import macro_f1
-from headstart.surgery import BnPolicy, param_groups, prefers_channels_last, set_trainable_stages
+from headstart.surgery import (
+    BnPolicy,
+    param_groups,
+    prefers_channels_last,
+    set_trainable_stages,
+    train_mode,
+)
+from headstart.training.accel import (
+    SpeedSettings,
+    describe,
+    set_float32_depthwise,
+    training_candidates,
+    tune_speed,
+)
 from headstart.training.callbacks import BestTracker, EarlyStopping
 from headstart.training.checkpoint import (
     atomic_write_text,
@@ -126,6 +139,8 @@ class TrainResult:
         model: The unwrapped model with the best weights loaded, on the training device.
         phases: The phases that were planned.
         stopped_early: Whether early stopping ended the run before ``config.epochs``.
+        speed: Per phase name, the layout and autocast dtype it trained with
+            (:meth:`SpeedSettings.to_dict`).
     """
 
     history: list[dict[str, Any]]
@@ -134,6 +149,7 @@ class TrainResult:
     model: nn.Module
     phases: list[Phase]
     stopped_early: bool = False
+    speed: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -164,6 +180,8 @@ class _Start:
     scheduler: dict[str, Any] | None = None
     rng: dict[str, Any] | None = None
     loader_generator: torch.Tensor | None = None
+    speed: dict[str, Any] | None = None
+    checkpoint_first: bool = False
 
 
 @dataclass
@@ -184,6 +202,7 @@ class _Run:
     progress: _Progress
     checkpoint_every: int = 0
     stop: _StopRequest = field(default_factory=_StopRequest)
+    speed: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def last_path(self) -> Path:
@@ -192,9 +211,13 @@ class _Run:
 
 
 def create_fabric(config: TrainConfig) -> Fabric:
-    """A one-device Fabric for ``config.accelerator`` and ``config.precision``."""
+    """A one-device Fabric for ``config.accelerator`` and ``config.precision``.
+
+    ``precision="auto"`` makes a float32 Fabric; the runner then autocasts each phase as a timed
+    trial decides (:func:`headstart.training.accel.training_candidates`).
+    """
     try:
-        precision: Any = config.precision  # validated by Fabric
+        precision: Any = "32-true" if config.precision == "auto" else config.precision
         return Fabric(accelerator=config.accelerator, devices=1, precision=precision)
     except (ValueError, RuntimeError, TypeError) as exc:
         raise ConfigError(
@@ -217,8 +240,13 @@ def run_training(
     on_batch: BatchCallback | None = None,
     resume_from: str | Path | None = None,
     checkpoint_every_steps: int = 0,
+    prior: TrainResult | None = None,
 ) -> TrainResult:
     """Train ``model`` (whose head is already replaced) through the phases of ``config.strategy``.
+
+    With ``config.precision="auto"`` each phase first times float32 against bfloat16 autocast
+    on a few steps of a random batch (cached per host, model and phase in ``tuning.json``) and
+    trains with the faster; the choice is kept in the checkpoints, so a resumed run uses it too.
 
     Every epoch appends a history row, rewrites ``run_dir/metrics.csv``, calls ``on_epoch(row)``
     and writes ``run_dir/checkpoints/last.pt`` (the one before is kept as ``last.prev.pt``); a
@@ -235,6 +263,10 @@ def run_training(
             model, loaders and ``config`` must be built as for the original run.
         checkpoint_every_steps: Also write ``last.pt`` every this many steps within an epoch
             (0: at epoch ends only).
+        prior: The first phases, already trained another way (two-phase's head phase on cached
+            features), with ``model`` holding their best weights: their history and best epoch
+            count as this run's, training continues with the next phase, and a checkpoint is
+            written before its first step so that resuming never repeats them.
 
     Returns:
         The history and the model with the best epoch's weights loaded.
@@ -262,10 +294,44 @@ def run_training(
         ),
         checkpoint_every=max(0, int(checkpoint_every_steps)),
     )
-    start = _resume(run, resolve_checkpoint(resume_from)) if resume_from is not None else _Start()
-    with _stop_on_signals() as run.stop:
-        stopped = _run_phases(run, start)
-    return _finish(model, run.progress, run.phases, stopped)
+    if resume_from is not None:
+        start = _resume(run, resolve_checkpoint(resume_from))
+    elif prior is not None:
+        start = _continue_after(run, prior)
+    else:
+        start = _Start()
+    try:
+        with _stop_on_signals() as run.stop:
+            stopped = _run_phases(run, start)
+    finally:
+        set_float32_depthwise(model, False)  # the plain layer classes again (same parameters)
+    result = _finish(model, run.progress, run.phases, stopped)
+    result.speed = dict(run.speed)
+    return result
+
+
+def _continue_after(run: _Run, prior: TrainResult) -> _Start:
+    """Take over the history and best weights of phases trained elsewhere; start the next one."""
+    if [p.to_dict() for p in prior.phases] != [
+        p.to_dict() for p in run.phases[: len(prior.phases)]
+    ]:
+        raise ConfigError("the phases trained before do not match the strategy's first phases.")
+    progress = run.progress
+    for row in prior.history:
+        progress.history.append(row)
+        progress.tracker.update(row[progress.tracker.monitor], row["epoch"])
+    # the model holds the prior's best weights; keep them in case no later epoch beats them
+    progress.best_state = {
+        k: v.detach().to("cpu", copy=True) for k, v in run.model.state_dict().items()
+    }
+    if run.fabric.is_global_zero:
+        best_row = prior.history[progress.tracker.best_epoch - 1]
+        best = {"format": CHECKPOINT_FORMAT, "model": progress.best_state,
+                "epoch": best_row["epoch"], "metrics": best_row}  # fmt: skip
+        save_checkpoint(run.run_dir / "checkpoints" / "best.pt", best)
+        write_metrics_csv(run.run_dir / "metrics.csv", progress.history)
+    run.speed.update(prior.speed)
+    return _Start(phase_index=len(prior.phases), checkpoint_first=True)
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -292,9 +358,8 @@ def _run_phase(run: _Run, index: int, start: _Start) -> bool:
     """Train one phase epoch by epoch from ``start``; return whether early stopping ended it."""
     phase, config = run.phases[index], run.config
     steps = len(run.device_loaders[0])
-    wrapped, optimizer, scheduler = _setup_phase(
-        run.fabric, config, run.model, run.spec, phase, steps, bn=run.bn
-    )
+    wrapped, optimizer, scheduler, speed = _setup_phase(run, phase, steps, saved=start.speed)
+    run.speed[phase.name] = speed.to_dict()
     last_phase = index == len(run.phases) - 1
     if start.optimizer is not None and start.scheduler is not None:
         optimizer.load_state_dict(start.optimizer)
@@ -302,8 +367,8 @@ def _run_phase(run: _Run, index: int, start: _Start) -> bool:
     elif last_phase:  # early stopping acts within the last phase only, with its full patience
         run.progress.stopper.reset()
     logger.info(
-        "phase %d/%d: %s for %d epochs, lr %.3g%s",
-        *(index + 1, len(run.phases), phase.name, phase.epochs, phase.lr),
+        "phase %d/%d: %s for %d epochs, lr %.3g, %s%s",
+        *(index + 1, len(run.phases), phase.name, phase.epochs, phase.lr, describe(speed)),
         f" (resuming after epoch {start.epochs_done} of the phase)" if start.epochs_done else "",
     )
     losses = (nn.CrossEntropyLoss(label_smoothing=config.label_smoothing), nn.CrossEntropyLoss())
@@ -316,14 +381,17 @@ def _run_phase(run: _Run, index: int, start: _Start) -> bool:
 
         def position(within: EpochProgress | None, done: int = epoch_in_phase - 1) -> dict:
             """Checkpoint fields that say where in the run this state belongs."""
-            return _position(index, done, optimizer, scheduler, within, run.phases)
+            return _position(index, done, optimizer, scheduler, within, run.phases, speed)
 
         def on_step(within: EpochProgress, gen: Any = epoch_start) -> None:
             _after_step(run, position(within), within, gen, steps)
 
+        if first and start.checkpoint_first:  # the phases before were trained elsewhere
+            _save_last(run, position(None), epoch_start)
+
         stats = _train_and_validate(
             run.fabric, wrapped, optimizer, scheduler, run.device_loaders, losses, bn=run.bn,
-            on_batch=run.on_batch, on_step=on_step,
+            on_batch=run.on_batch, on_step=on_step, speed=speed,
             start=start.within if first else None, rng=start.rng if first else None,
         )  # fmt: skip
         if _end_epoch(run, stats, phase.name, last_phase, position(None, epoch_in_phase)):
@@ -338,9 +406,11 @@ def _position(
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     within: EpochProgress | None,
     phases: list[Phase],
+    speed: SpeedSettings,
 ) -> dict[str, Any]:
     """The part of a checkpoint that depends on where training stands."""
     return {
+        "speed": speed.to_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "phase_index": index,
@@ -446,6 +516,7 @@ def _resume(run: _Run, path: Path) -> _Start:
         scheduler=state["scheduler"],
         rng=state["rng"],
         loader_generator=state["loader_generator"],
+        speed=state.get("speed"),
     )
     if state.get("within_epoch") is not None:
         start.within = EpochProgress.from_state_dict(state["within_epoch"])
@@ -488,16 +559,15 @@ def _check_compatible(state: dict[str, Any], run: _Run, used: Path) -> None:
 
 
 def _setup_phase(
-    fabric: Fabric,
-    config: TrainConfig,
-    model: nn.Module,
-    spec: BackboneSpec,
-    phase: Phase,
-    steps_per_epoch: int,
-    bn: BnPolicy = BnPolicy.FROZEN,
-) -> tuple[nn.Module, torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    """Freeze for ``phase``, build optimizer + schedule, and set both up with Fabric."""
-    set_trainable_stages(model, spec, phase.trainable_stages, bn=bn)
+    run: _Run, phase: Phase, steps_per_epoch: int, *, saved: dict[str, Any] | None = None
+) -> tuple[nn.Module, torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR, SpeedSettings]:
+    """Freeze for ``phase``, build optimizer + schedule, pick the speed settings, set up Fabric.
+
+    Args:
+        saved: Speed settings from the checkpoint being resumed (used instead of a trial).
+    """
+    fabric, config, model, spec = run.fabric, run.config, run.model, run.spec
+    set_trainable_stages(model, spec, phase.trainable_stages, bn=run.bn)
     groups = param_groups(
         model,
         spec,
@@ -520,10 +590,45 @@ def _setup_phase(
             "warm-up of %d steps shortened to %d (half of phase %s)", warmup, total // 2, phase.name
         )
     scheduler = build_scheduler(optimizer, total_steps=total, warmup_steps=warmup)
-    if prefers_channels_last(model):
-        model.to(memory_format=torch.channels_last)  # the loop feeds channels-last batches
+    model.to(fabric.device)  # the trial runs on the training device; setup() would move it too
+    speed = SpeedSettings(**saved) if saved is not None else _choose_speed(run, phase)
+    speed.prepare_model(model)  # memory format only: compile is not a training candidate
     wrapped, fabric_optimizer = fabric.setup(model, optimizer)
-    return wrapped, fabric_optimizer, scheduler
+    return wrapped, fabric_optimizer, scheduler, speed
+
+
+def _choose_speed(run: _Run, phase: Phase) -> SpeedSettings:
+    """Layout and autocast for ``phase``: a timed trial under ``--precision auto``.
+
+    With an explicit precision, Fabric applies it and only the layout is set (channels-last for
+    convolutional networks). The trial times one warm-up and two steps of forward + backward per
+    candidate on a random batch of the training shape, with the phase's frozen stages and
+    BatchNorm modes, and leaves weights, statistics and the RNG as they were.
+    """
+    device = run.fabric.device
+    conv = prefers_channels_last(run.model)
+    if run.config.precision != "auto":
+        return SpeedSettings(device.type, channels_last=conv)
+    bf16 = device.type != "cuda" or torch.cuda.is_bf16_supported()
+    depthwise = any(isinstance(m, nn.Conv2d) and m.groups > 1 for m in run.model.modules())
+    candidates = training_candidates(
+        device.type, conv=conv, depthwise=depthwise, bf16_supported=bf16
+    )
+    if len(candidates) == 1:
+        return candidates[0]
+    train_mode(run.model, bn=run.bn)
+    key = f"{run.spec.name}|{phase.name}:{phase.trainable_stages}|bn:{run.bn.value}"
+    batch = _trial_batch(run.loaders[0], run.config.batch_size).to(device)
+    chosen = tune_speed(run.model, batch, key=key, mode="train", steps=2, candidates=candidates)
+    return SpeedSettings(**run.fabric.broadcast(chosen.to_dict(), src=0))
+
+
+def _trial_batch(loader: DataLoader, batch_size: int) -> torch.Tensor:
+    """A random batch shaped like the training batches (the dataset's RNG draws are undone)."""
+    with torch.random.fork_rng(devices=[]):
+        image = loader.dataset[0][0]
+    n = min(batch_size, len(loader.dataset))  # type: ignore[arg-type]
+    return torch.randn(n, *image.shape, generator=torch.Generator().manual_seed(0))
 
 
 def _train_and_validate(
@@ -539,6 +644,7 @@ def _train_and_validate(
     on_step: StepCallback | None = None,
     start: EpochProgress | None = None,
     rng: dict[str, Any] | None = None,
+    speed: SpeedSettings | None = None,
 ) -> dict[str, Any]:
     """One epoch of training and validation; the history row without epoch and phase.
 
@@ -551,9 +657,9 @@ def _train_and_validate(
         lr = optimizer.param_groups[0]["lr"]  # the head's group comes first
     train = train_one_epoch(
         fabric, model, loaders[0], optimizer, scheduler, losses[0], bn=bn, on_batch=on_batch,
-        start=start, rng_state=rng, on_step=on_step,
+        start=start, rng_state=rng, on_step=on_step, speed=speed,
     )  # fmt: skip
-    val = evaluate(fabric, model, loaders[1], losses[1])
+    val = evaluate(fabric, model, loaders[1], losses[1], speed=speed)
     num_classes = val["logits"].shape[1] if val["logits"].numel() else 1
     return {
         "train_loss": train["loss"],

@@ -18,6 +18,7 @@ import argparse
 import csv
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -70,30 +71,40 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--strategies", default="full,two-phase")
     parser.add_argument("--precision", default="auto")
+    parser.add_argument("--repeats", type=int, default=1, help="pairs per strategy (median)")
     args = parser.parse_args()
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load {os.getloadavg()}")
     for strategy in args.strategies.split(","):
-        ours = headstart_train(args.data, args.size, strategy, args.epochs, args.precision)
-        head = 1 if strategy == "two-phase" else 0
-        theirs = textbook.train_epochs(args.data, args.size, head, args.epochs - head)
-        ratio = ours["train_images_per_s"] / theirs["train_images_per_s"]
-        print(
-            f"| {strategy}, {args.epochs} epochs, {args.size}px, --precision {args.precision} "
-            f"| {ours['train_images_per_s']:.1f} img/s | {theirs['train_images_per_s']:.1f} img/s "
-            f"| {ratio:.2f}x | >=2x |",
-            flush=True,
-        )
-        tb_epochs = [f"{r['train_images_per_s']:.1f}" for r in theirs["rows"]]
-        print(
-            f"  per epoch: headstart {list(zip(ours['phases'], ours['per_epoch'], strict=True))}, "
-            f"textbook {tb_epochs}\n"
-            f"  whole command {ours['wall']:.1f}s (audit, caches, speed trial, test evaluation, "
-            f"report) vs textbook {theirs['seconds']:.1f}s; val acc {ours['val_acc']:.3f} vs "
-            f"{theirs['val_acc']:.3f}\n  {' | '.join(ours['speed'])}",
-            flush=True,
-        )
+        ratios = [_pair(args, strategy) for _ in range(args.repeats)]
+        if args.repeats > 1:
+            print(f"  {strategy}: median ratio {statistics.median(ratios):.2f}x "
+                  f"(runs: {', '.join(f'{r:.2f}' for r in ratios)})", flush=True)  # fmt: skip
     print(f"load average at the end: {os.getloadavg()}")
+
+
+def _pair(args: argparse.Namespace, strategy: str) -> float:
+    """One headstart run and one textbook run; print both and return the ratio."""
+    ours = headstart_train(args.data, args.size, strategy, args.epochs, args.precision)
+    head = 1 if strategy == "two-phase" else 0
+    theirs = textbook.train_epochs(args.data, args.size, head, args.epochs - head)
+    ratio = ours["train_images_per_s"] / theirs["train_images_per_s"]
+    print(
+        f"| {strategy}, {args.epochs} epochs, {args.size}px, --precision {args.precision} "
+        f"| {ours['train_images_per_s']:.1f} img/s | {theirs['train_images_per_s']:.1f} img/s "
+        f"| {ratio:.2f}x | >=2x |",
+        flush=True,
+    )
+    tb_epochs = [f"{r['train_images_per_s']:.1f}" for r in theirs["rows"]]
+    print(
+        f"  per epoch: headstart {list(zip(ours['phases'], ours['per_epoch'], strict=True))}, "
+        f"textbook {tb_epochs}\n"
+        f"  whole command {ours['wall']:.1f}s (audit, caches, speed trial, test evaluation, "
+        f"report) vs textbook {theirs['seconds']:.1f}s; val acc {ours['val_acc']:.3f} vs "
+        f"{theirs['val_acc']:.3f}\n  {' | '.join(ours['speed'])}",
+        flush=True,
+    )
+    return ratio
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 from pathlib import Path
 
@@ -121,3 +122,36 @@ def test_interleaved_trial_keeps_the_model_and_rng(monkeypatch) -> None:
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
     assert model.training and not model[2].training
     assert all(type(m) in (nn.Conv2d, nn.BatchNorm2d) for m in model)
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+                     "uordblks", "fordblks", "keepcost")
+    ]  # fmt: skip
+
+
+def _mmapped_bytes(libc) -> int:
+    libc.mallinfo2.restype = _MallInfo2
+    return libc.mallinfo2().hblkhd
+
+
+def test_keep_freed_memory_serves_large_blocks_from_the_heap() -> None:
+    libc = accel._glibc()
+    if libc is None or not hasattr(libc, "mallinfo2"):
+        pytest.skip("needs glibc >= 2.33 (mallinfo2)")
+    size = 64 * 1024 * 1024
+    before = _mmapped_bytes(libc)
+    block = torch.empty(size, dtype=torch.uint8)
+    assert _mmapped_bytes(libc) >= before + size  # glibc's default: a fresh mmap
+    del block
+    with accel.keep_freed_memory() as active, accel.keep_freed_memory():  # re-entrant
+        assert active
+        before = _mmapped_bytes(libc)
+        block = torch.empty(size, dtype=torch.uint8)
+        assert _mmapped_bytes(libc) < before + size  # from the heap, kept for reuse
+        del block
+    block = torch.empty(size, dtype=torch.uint8)  # defaults again after leaving
+    assert _mmapped_bytes(libc) >= before + size
+    del block

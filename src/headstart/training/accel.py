@@ -10,10 +10,13 @@ running statistics), gradients, memory format and train/eval mode are restored.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import logging
 import os
 import platform
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
@@ -31,6 +34,7 @@ __all__ = [
     "candidate_settings",
     "describe",
     "host_name",
+    "keep_freed_memory",
     "set_float32_depthwise",
     "time_candidates",
     "time_settings",
@@ -138,6 +142,55 @@ def describe(settings: SpeedSettings) -> str:
     if settings.compile:
         words.append("torch.compile")
     return " + ".join(words)
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # mallopt parameters (malloc.h)
+_GLIBC_DEFAULTS = {_M_TRIM_THRESHOLD: 128 * 1024, _M_MMAP_MAX: 65536}
+_KEEP_LOCK = threading.Lock()
+_keep_depth = 0
+
+
+def _glibc() -> Any:
+    """glibc through ctypes, or None on other C libraries and systems."""
+    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
+
+
+@contextlib.contextmanager
+def keep_freed_memory() -> Iterator[bool]:
+    """While active, glibc's malloc keeps freed memory for reuse instead of returning it.
+
+    By default glibc serves large blocks (activations, gradients) with fresh ``mmap`` pages and
+    unmaps them when freed, so every training step page-faults its whole working set again; on
+    the 2-core CPU this cost 20-35% of a training step of EfficientNet-Lite0 at 96 px
+    (benchmarks/train_speed.py). Inside this context large blocks come from the heap and freed
+    memory stays in the process for the next step (the process keeps its peak memory, as
+    with jemalloc or tcmalloc). On leaving, glibc's default limits are set again and the kept
+    memory is trimmed. Re-entrant; a no-op (yields False) without glibc.
+    """
+    global _keep_depth
+    libc = _glibc()
+    if libc is None:
+        yield False
+        return
+    with _KEEP_LOCK:
+        if _keep_depth == 0:
+            libc.mallopt(_M_MMAP_MAX, 0)
+            libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
+        _keep_depth += 1
+    try:
+        yield True
+    finally:
+        with _KEEP_LOCK:
+            _keep_depth -= 1
+            if _keep_depth == 0:
+                for option, value in _GLIBC_DEFAULTS.items():
+                    libc.mallopt(option, value)
+                libc.malloc_trim(0)
 
 
 def host_name(device: torch.device | str = "cpu") -> str:

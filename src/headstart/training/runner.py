@@ -46,6 +46,7 @@ from headstart.surgery import (
 from headstart.training.accel import (
     SpeedSettings,
     describe,
+    keep_freed_memory,
     set_float32_depthwise,
     training_candidates,
     tune_speed,
@@ -301,7 +302,7 @@ def run_training(
     else:
         start = _Start()
     try:
-        with _stop_on_signals() as run.stop:
+        with _stop_on_signals() as run.stop, keep_freed_memory():
             stopped = _run_phases(run, start)
     finally:
         set_float32_depthwise(model, False)  # the plain layer classes again (same parameters)

@@ -29,6 +29,28 @@ def test_build_optimizer_keeps_group_settings(name, cls):
     assert [g["name"] for g in opt.param_groups] == ["head", "head/no_decay"]
     if cls is torch.optim.SGD:
         assert opt.param_groups[0]["nesterov"] and opt.param_groups[0]["momentum"] == 0.9
+    else:  # float parameters on the CPU: one fused kernel
+        assert all(g["fused"] for g in opt.param_groups)
+
+
+def test_fused_adam_takes_the_same_steps_as_the_default():
+    torch.manual_seed(0)
+    results = []
+    for fused in (True, False):
+        groups = make_groups()
+        if fused:
+            opt = build_optimizer(groups, "adamw", lr=0.1, momentum=0.9, weight_decay=0.3)
+        else:
+            opt = torch.optim.AdamW(groups, lr=0.1, weight_decay=0.3)
+        assert all(bool(g["fused"]) is fused for g in opt.param_groups)
+        for step in range(3):
+            for g in groups:
+                for p in g["params"]:
+                    p.grad = torch.full_like(p, 0.5 + step)
+            opt.step()
+        results.append([p.detach().clone() for g in groups for p in g["params"]])
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b)
 
 
 def test_build_optimizer_unknown_name():

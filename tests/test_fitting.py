@@ -72,3 +72,27 @@ def test_killed_in_the_full_phase_resumes_bitwise(data, tmp_path: Path) -> None:
     timing = ("seconds", "images_per_s")
     strip = [{k: v for k, v in r.items() if k not in timing} for r in reference.history]
     assert [{k: v for k, v in r.items() if k not in timing} for r in resumed.history] == strip
+
+
+def test_resume_keeps_the_speed_choice_unless_precision_changes(
+    data, tmp_path: Path, monkeypatch
+) -> None:
+    from headstart.training import runner
+    from headstart.training.accel import SpeedSettings
+
+    folder, weights = data
+    bf16 = SpeedSettings("cpu", channels_last=True, autocast="bfloat16")
+    monkeypatch.setattr(runner, "tune_speed", lambda *args, **kwargs: bf16)
+
+    def crash(info: dict) -> None:
+        raise Crash
+
+    for name in ("run", "again"):
+        with pytest.raises(Crash):
+            fit_run(_config(folder, weights, tmp_path / name), {"out": "cli"}, on_batch=crash)
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["speed"] == bf16.to_dict()
+    monkeypatch.setattr(runner, "tune_speed", lambda *args, **kwargs: SpeedSettings("cpu"))
+    fp32 = resume_run(tmp_path / "run", {"precision": "32-true"})
+    assert fp32.notes[-1].startswith("speed: full phase fp32")  # chosen again, not bf16
+    kept = resume_run(tmp_path / "again")
+    assert kept.notes[-1].startswith("speed: full phase bf16")  # from the checkpoint

@@ -184,6 +184,9 @@ def resume_run(
                 " (feature-extract with the feature cache writes none: the features are cached, "
                 "so run it again with another --out)"
                 if config.strategy is Strategy.FEATURE_EXTRACT and config.feature_cache
+                else " (two-phase writes its first one when the full phase starts; the head "
+                "phase's features are cached, so running it again with another --out is quick)"
+                if config.strategy is Strategy.TWO_PHASE and config.feature_cache
                 else "; start the run again"
             )
             + "."
@@ -319,7 +322,8 @@ def _train_on_images(
     """The training loop over decoded, augmented images (every strategy).
 
     With the caches on, two-phase's head phase trains on cached features first (the frozen body
-    runs once per image instead of once per epoch) and the loop continues with the full phase.
+    runs once per image instead of once per epoch) and the loop continues with the full phase,
+    from the head phase's best epoch.
     """
     from headstart.config import BnStats
     from headstart.data.datasets import ImageDataset

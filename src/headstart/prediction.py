@@ -13,7 +13,6 @@ from headstart.artifact import LoadedModel
 from headstart.data.images import image_to_tensor
 from headstart.errors import ConfigError, DataError
 from headstart.surgery import prefers_channels_last
-from headstart.training.accel import keep_freed_memory
 
 __all__ = ["Prediction", "logits_for_files", "predict_files", "predict_proba_files"]
 
@@ -84,7 +83,7 @@ def logits_for_files(
     good_all: list[str] = []
     outputs: list[torch.Tensor] = []
     bad_all: list[tuple[str, str]] = []
-    with torch.inference_mode(), keep_freed_memory():
+    with torch.inference_mode():
         for good, batch, bad in _prefetched(_batches(paths, loaded, batch_size)):
             bad_all.extend(bad)
             if batch is None:

@@ -48,7 +48,10 @@ def evaluate(
     model_dir = find_model_dir(ref)
     run_dir = model_dir.parent if model_dir and model_dir.name == "model" else None
     samples = _held_out_samples(run_dir, data) or load_eval_samples(data, loaded.classes)
-    result = evaluate_samples(loaded, samples, batch_size=batch_size)
+    from headstart.training.accel import keep_freed_memory
+
+    with keep_freed_memory():  # no page faults for every batch's activations
+        result = evaluate_samples(loaded, samples, batch_size=batch_size)
     for item in result.metrics.get("skipped", []):
         from headstart.cli.console import err
 

@@ -29,7 +29,10 @@ def predict(
 
     files = list_images(paths)
     loaded = load_model(ref)
-    predictions = predict_files(loaded, files, topk=topk, batch_size=batch_size)
+    from headstart.training.accel import keep_freed_memory
+
+    with keep_freed_memory():  # no page faults for every batch's activations
+        predictions = predict_files(loaded, files, topk=topk, batch_size=batch_size)
     if all(p.error is not None for p in predictions):
         from headstart.errors import DataError
 

@@ -410,7 +410,8 @@ def inspect_files_cached(
 
 
 def _cache_settings(root: str, max_pixels: int, min_size: int) -> dict[str, Any]:
-    return {"root": root, "max_pixels": max_pixels, "min_size": min_size, "pillow": _PILLOW_VERSION}
+    real = os.path.realpath(root) if root else root  # a linked data folder shares its cache
+    return {"root": real, "max_pixels": max_pixels, "min_size": min_size, "pillow": _PILLOW_VERSION}
 
 
 def _cache_file(settings: dict[str, Any]) -> Path:

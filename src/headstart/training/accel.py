@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import json
 import logging
 import os
@@ -146,10 +147,12 @@ def describe(settings: SpeedSettings) -> str:
 
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # mallopt parameters (malloc.h)
 _GLIBC_DEFAULTS = {_M_TRIM_THRESHOLD: 128 * 1024, _M_MMAP_MAX: 65536}
+_USER_MALLOC_SETTINGS = ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_")
 _KEEP_LOCK = threading.Lock()
 _keep_depth = 0
 
 
+@functools.cache
 def _glibc() -> Any:
     """glibc through ctypes, or None on other C libraries and systems."""
     if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
@@ -170,11 +173,15 @@ def keep_freed_memory() -> Iterator[bool]:
     (benchmarks/train_speed.py). Inside this context large blocks come from the heap and freed
     memory stays in the process for the next step (the process keeps its peak memory, as
     with jemalloc or tcmalloc). On leaving, glibc's default limits are set again and the kept
-    memory is trimmed. Re-entrant; a no-op (yields False) without glibc.
+    memory is trimmed; glibc's dynamic mmap threshold stays off after that (any ``mallopt``
+    call turns it off), so later large blocks of the process are always mmapped. Re-entrant;
+    a no-op (yields False) without glibc or when the user tuned malloc through ``MALLOC_*``
+    environment variables. The headstart commands and ``fit_run`` enter it; library calls for
+    prediction leave the allocator alone.
     """
     global _keep_depth
     libc = _glibc()
-    if libc is None:
+    if libc is None or any(k in os.environ for k in _USER_MALLOC_SETTINGS):
         yield False
         return
     with _KEEP_LOCK:
@@ -230,6 +237,8 @@ def training_candidates(
     and is left to an explicit ``--precision 16-mixed``; MPS keeps float32. Networks with
     ``depthwise`` convolutions also try bf16 with those layers in float32 on a CPU.
     """
+    if device_type == "mps":  # no autocast trial there; the default layout
+        return [SpeedSettings(device_type)]
     layouts = [True] if conv and device_type == "cpu" else [False, True] if conv else [False]
     dtypes: list[str | None] = [None]
     if device_type in ("cpu", "cuda") and bf16_supported:
@@ -266,6 +275,8 @@ def _restored(model: nn.Module) -> Iterator[None]:
 def _sync(device_type: str) -> None:
     if device_type == "cuda":
         torch.cuda.synchronize()
+    elif device_type == "mps":
+        torch.mps.synchronize()
 
 
 def time_settings(
@@ -279,7 +290,9 @@ def time_settings(
     """
     timings = time_candidates(model, images, [settings], mode=mode, steps=steps)
     if not timings:
-        raise ConfigError(f"{settings} cannot run this model here (see the log).")
+        raise ConfigError(
+            f"{settings} cannot run this model here; time other settings or use the defaults."
+        )
     return timings[0][0]
 
 

@@ -196,8 +196,9 @@ def evaluate(
 ) -> dict[str, Any]:
     """Evaluate ``model`` on ``loader`` in eval mode without gradients.
 
-    ``speed`` sets the input layout; validation always runs in float32 (no autocast), so its
-    metrics match ``headstart evaluate`` on the saved model.
+    ``speed`` sets the input layout; validation runs without the trial's autocast (in float32
+    unless Fabric's ``--precision`` says otherwise), so its metrics match ``headstart evaluate``
+    on the saved model.
 
     Returns:
         ``loss`` (mean over samples), ``acc``, ``seconds``, and ``logits`` ``[N, C]`` (float32)

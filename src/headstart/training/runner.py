@@ -517,7 +517,7 @@ def _resume(run: _Run, path: Path) -> _Start:
         scheduler=state["scheduler"],
         rng=state["rng"],
         loader_generator=state["loader_generator"],
-        speed=state.get("speed"),
+        speed=_saved_speed(state, run),
     )
     if state.get("within_epoch") is not None:
         start.within = EpochProgress.from_state_dict(state["within_epoch"])
@@ -534,6 +534,17 @@ def _resume(run: _Run, path: Path) -> _Start:
         ),
     )
     return start
+
+
+def _saved_speed(state: dict[str, Any], run: _Run) -> dict[str, Any] | None:
+    """The checkpoint's speed settings, if they still apply (same device type and precision).
+
+    ``--precision`` and ``--accelerator`` may change on resume; then the phase chooses again.
+    """
+    speed = state.get("speed")
+    if speed is None or speed.get("device_type") != run.fabric.device.type:
+        return None
+    return speed if state["config"].get("precision") == run.config.precision else None
 
 
 def _check_compatible(state: dict[str, Any], run: _Run, used: Path) -> None:
@@ -569,6 +580,7 @@ def _setup_phase(
     """
     fabric, config, model, spec = run.fabric, run.config, run.model, run.spec
     set_trainable_stages(model, spec, phase.trainable_stages, bn=run.bn)
+    model.to(fabric.device)  # before the optimizer (fused kernels depend on the device) + trial
     groups = param_groups(
         model,
         spec,
@@ -591,7 +603,6 @@ def _setup_phase(
             "warm-up of %d steps shortened to %d (half of phase %s)", warmup, total // 2, phase.name
         )
     scheduler = build_scheduler(optimizer, total_steps=total, warmup_steps=warmup)
-    model.to(fabric.device)  # the trial runs on the training device; setup() would move it too
     speed = SpeedSettings(**saved) if saved is not None else _choose_speed(run, phase)
     speed.prepare_model(model)  # memory format only: compile is not a training candidate
     wrapped, fabric_optimizer = fabric.setup(model, optimizer)

@@ -376,6 +376,7 @@ def _train_on_features(
     Trains all of feature-extract, or two-phase's head phase (``train_head_on_features`` runs
     the strategy's first phase).
     """
+    from headstart.training.accel import describe
     from headstart.training.features import train_on_cached_features
 
     settings = _extraction_settings(model, spec, pre)
@@ -384,9 +385,7 @@ def _train_on_features(
         run_dir=run_dir, on_epoch=on_epoch, settings=settings,
     )  # fmt: skip
     reused = all(fs.from_cache for fs in feature_sets)
-    how = ("bf16" if settings.autocast == "bfloat16" else settings.autocast or "fp32") + (
-        ", channels-last" if settings.channels_last else ""
-    )
+    how = describe(settings)
     message = (
         f"feature cache: {'reused' if reused else 'computed'} features of "
         f"{len(splits.train) + len(splits.val)} images ({feature_sets[0].folder.parent}; "

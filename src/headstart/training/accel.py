@@ -34,6 +34,7 @@ __all__ = [
     "SpeedSettings",
     "candidate_settings",
     "describe",
+    "has_depthwise",
     "host_name",
     "keep_freed_memory",
     "set_float32_depthwise",
@@ -110,6 +111,15 @@ def _float32_forward(self: nn.Conv2d, input: torch.Tensor) -> torch.Tensor:
         return _FLOAT32_CLASSES[type(self)].forward(self, input.float())  # the original class
 
 
+def _is_depthwise(module: nn.Module) -> bool:
+    return isinstance(module, nn.Conv2d) and module.groups > 1
+
+
+def has_depthwise(model: nn.Module) -> bool:
+    """Whether ``model`` has grouped (depthwise) convolutions, which ``float32_depthwise`` moves."""
+    return any(_is_depthwise(m) for m in model.modules())
+
+
 def set_float32_depthwise(model: nn.Module, enabled: bool) -> int:
     """Make depthwise convolutions of ``model`` run in float32 under autocast, or undo it.
 
@@ -122,7 +132,7 @@ def set_float32_depthwise(model: nn.Module, enabled: bool) -> int:
         cls = type(module)
         if cls in _FLOAT32_CLASSES and not enabled:
             module.__class__ = _FLOAT32_CLASSES[cls]
-        elif enabled and isinstance(module, nn.Conv2d) and module.groups > 1:
+        elif enabled and _is_depthwise(module):
             if cls not in _FLOAT32_CLASSES:
                 subclass = next((k for k, v in _FLOAT32_CLASSES.items() if v is cls), None)
                 if subclass is None:

@@ -46,6 +46,7 @@ from headstart.surgery import (
 from headstart.training.accel import (
     SpeedSettings,
     describe,
+    has_depthwise,
     keep_freed_memory,
     set_float32_depthwise,
     training_candidates,
@@ -326,10 +327,7 @@ def _continue_after(run: _Run, prior: TrainResult) -> _Start:
         k: v.detach().to("cpu", copy=True) for k, v in run.model.state_dict().items()
     }
     if run.fabric.is_global_zero:
-        best_row = prior.history[progress.tracker.best_epoch - 1]
-        best = {"format": CHECKPOINT_FORMAT, "model": progress.best_state,
-                "epoch": best_row["epoch"], "metrics": best_row}  # fmt: skip
-        save_checkpoint(run.run_dir / "checkpoints" / "best.pt", best)
+        _save_best(run.run_dir, progress.best_state, prior.history[progress.tracker.best_epoch - 1])
         write_metrics_csv(run.run_dir / "metrics.csv", progress.history)
     run.speed.update(prior.speed)
     return _Start(phase_index=len(prior.phases), checkpoint_first=True)
@@ -622,9 +620,8 @@ def _choose_speed(run: _Run, phase: Phase) -> SpeedSettings:
     if run.config.precision != "auto":
         return SpeedSettings(device.type, channels_last=conv)
     bf16 = device.type != "cuda" or torch.cuda.is_bf16_supported()
-    depthwise = any(isinstance(m, nn.Conv2d) and m.groups > 1 for m in run.model.modules())
     candidates = training_candidates(
-        device.type, conv=conv, depthwise=depthwise, bf16_supported=bf16
+        device.type, conv=conv, depthwise=has_depthwise(run.model), bf16_supported=bf16
     )
     if len(candidates) == 1:
         return candidates[0]
@@ -711,15 +708,15 @@ def _record_epoch(
             k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()
         }
         if fabric.is_global_zero:
-            best = {
-                "format": CHECKPOINT_FORMAT,
-                "model": progress.best_state,
-                "epoch": row["epoch"],
-                "metrics": row,
-            }
-            save_checkpoint(run_dir / "checkpoints" / "best.pt", best)
+            _save_best(run_dir, progress.best_state, row)
     if fabric.is_global_zero:
         write_metrics_csv(run_dir / "metrics.csv", progress.history)
+
+
+def _save_best(run_dir: Path, weights: dict[str, torch.Tensor], row: dict[str, Any]) -> None:
+    """Write ``checkpoints/best.pt``: the best epoch's weights and its history row."""
+    best = {"format": CHECKPOINT_FORMAT, "model": weights, "epoch": row["epoch"], "metrics": row}
+    save_checkpoint(run_dir / "checkpoints" / "best.pt", best)
 
 
 def _save_last(run: _Run, state: dict[str, Any], loader_generator: torch.Tensor | None) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from headstart.config import build_config
 from headstart.data.demo import materialize_demo_data
-from headstart.fitting import fit_run
+from headstart.pipeline import fit_run
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import textbook  # noqa: E402
 
 from headstart.surgery import BnPolicy, set_trainable_stages, train_mode  # noqa: E402
-from headstart.training.accel import SpeedSettings, describe, keep_freed_memory  # noqa: E402
+from headstart.speed import SpeedSettings, describe, keep_freed_memory  # noqa: E402
 
 
 def _time(settings: SpeedSettings, size: int, mode: str, steps: int) -> tuple[float, float]:

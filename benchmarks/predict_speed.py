@@ -14,10 +14,10 @@ from pathlib import Path
 
 import torch
 
-from headstart.artifact import load_model
+from headstart.inference.load import load_model
 from headstart.data.demo import materialize_demo_data
 from headstart.data.images import image_to_tensor
-from headstart.prediction import predict_files
+from headstart.inference.predict import predict_files
 
 
 def main() -> None:

@@ -256,7 +256,7 @@ def score(corpus: Corpus, report: object) -> dict[str, object]:
 
 
 def _reliability() -> None:
-    from headstart.data.scan import audit_folder
+    from headstart.data.audit import audit_folder
 
     with tempfile.TemporaryDirectory() as tmp:
         corpus = build_corpus(Path(tmp) / "data")
@@ -280,7 +280,7 @@ def _reliability() -> None:
 
 
 def _speed(n_images: int, workers: int, side: int) -> None:
-    from headstart.data.scan import audit_folder
+    from headstart.data.audit import audit_folder
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "speed"

@@ -62,7 +62,7 @@ def headstart_fe(data: Path, size: int, epochs: int, cache: Path, settings, lr=1
 
 def tuned(size: int, mode: str, batch: int = 32):
     """The speed trial's choice for EfficientNet-Lite0 at ``size`` (cached in tuning.json)."""
-    from headstart.training.accel import tune_speed
+    from headstart.speed import tune_speed
 
     model, _ = textbook.build_model(10)
     start = time.perf_counter()
@@ -110,7 +110,7 @@ def headstart_train_images_per_s(data: Path, size: int, batches: int) -> float:
     from torch import nn
     from torch.utils.data import DataLoader
 
-    from headstart.data.cache import CachedImageDataset, build_decoded_cache
+    from headstart.data.image_cache import CachedImageDataset, build_decoded_cache
     from headstart.surgery import BnPolicy, param_groups, set_trainable_stages, train_mode
 
     settings = tuned(size, "train")
@@ -161,7 +161,7 @@ def bench_training(data: Path, size: int, batches: int) -> None:
 def bench_predict(data: Path, size: int) -> None:
     from headstart.artifact import LoadedModel
     from headstart.data.images import image_to_tensor
-    from headstart.prediction import predict_files
+    from headstart.inference.predict import predict_files
 
     model, spec = textbook.build_model(10)
     model.eval()
@@ -169,7 +169,7 @@ def bench_predict(data: Path, size: int) -> None:
     paths = sorted(str(p) for p in (data / "val").rglob("*.png"))
     loaded = LoadedModel(model=model, classes=tuple(str(i) for i in range(10)),
                          preprocessing=pre, name=spec.name)  # fmt: skip
-    from headstart.training.accel import keep_freed_memory
+    from headstart.speed import keep_freed_memory
 
     with keep_freed_memory():  # as `headstart predict` runs it
         predict_files(loaded, paths[:32])  # warm-up
@@ -188,7 +188,7 @@ def bench_predict(data: Path, size: int) -> None:
 def memory_child(data: Path) -> None:
     """Run feature-extract at 96 px on ``data`` with a fresh cache; print peak RSS in MB."""
     with tempfile.TemporaryDirectory() as cache:
-        from headstart.training.accel import SpeedSettings
+        from headstart.speed import SpeedSettings
 
         headstart_fe(data, 96, 2, Path(cache), SpeedSettings())
     print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)

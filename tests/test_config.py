@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from headstart.config import Strategy, TrainConfig, build_config, dump_config, load_config
+from headstart.config import Strategy, TrainConfig, build_config, config_text, load_config
 from headstart.errors import ConfigError
 
 
@@ -47,8 +47,15 @@ def test_yaml_values_get_their_setting_type(tmp_path: Path) -> None:
 
 def test_dump_and_load_round_trip(tmp_path: Path) -> None:
     config, origin = build_config(cli_values={"strategy": "partial", "unfreeze_stages": 2})
-    dump_config(config, origin, tmp_path / "config.yaml")
+    (tmp_path / "config.yaml").write_text(config_text(config, origin))
     doc = yaml.safe_load((tmp_path / "config.yaml").read_text())
     assert doc["settings"]["strategy"] == "partial" and doc["source"]["unfreeze_stages"] == "cli"
     again, _ = load_config(tmp_path / "config.yaml")
     assert again == config
+
+
+def test_renamed_setting_is_still_read(tmp_path: Path) -> None:
+    path = tmp_path / "old.yaml"
+    path.write_text("settings:\n  feature_cache: false\n")
+    config, origin = load_config(path)
+    assert config.cache is False and origin["cache"] == "file"

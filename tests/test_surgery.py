@@ -4,16 +4,9 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _NormBase
 
+from headstart.config import BnStats
 from headstart.errors import ConfigError
-from headstart.surgery import (
-    BnPolicy,
-    freeze,
-    param_groups,
-    replace_head,
-    set_trainable_stages,
-    train_mode,
-    unfreeze,
-)
+from headstart.surgery import param_groups, replace_head, set_trainable_stages, train_mode
 from tests.training.helpers import spec_from_timm
 
 
@@ -94,7 +87,7 @@ def test_frozen_batchnorm_statistics_do_not_move(model_and_spec, n):
     assert frozen
     before = norm_buffers(model)
     params_before = {k: v.clone() for k, v in model.state_dict().items()}
-    train_steps(model, BnPolicy.FROZEN)
+    train_steps(model, BnStats.ADAPT)
     after = norm_buffers(model)
     for name in frozen:
         assert all(torch.equal(a, b) for a, b in zip(before[name], after[name], strict=True)), name
@@ -104,25 +97,6 @@ def test_frozen_batchnorm_statistics_do_not_move(model_and_spec, n):
     moved = set(before) - frozen
     if n > 0:  # BatchNorm in trained stages still updates its statistics
         assert moved and all(not torch.equal(before[m][0], after[m][0]) for m in moved)
-
-
-def test_bn_policy_train_updates_frozen_statistics(model_and_spec):
-    model, spec = model_and_spec
-    set_trainable_stages(model, spec, 0, bn=BnPolicy.TRAIN)
-    before = norm_buffers(model)
-    train_steps(model, BnPolicy.TRAIN, steps=1)
-    after = norm_buffers(model)
-    assert any(not torch.equal(before[k][0], after[k][0]) for k in before)
-
-
-def test_freeze_unfreeze(model_and_spec):
-    model, _ = model_and_spec
-    model.train()
-    freeze(model)
-    assert not trainable(model)
-    assert all(not m.training for m in model.modules() if isinstance(m, _NormBase))
-    unfreeze(model)
-    assert trainable(model) == {n for n, _ in model.named_parameters()}
 
 
 def test_param_groups_learning_rates_and_decay(model_and_spec):
@@ -147,10 +121,10 @@ def test_param_groups_learning_rates_and_decay(model_and_spec):
     assert count == len(trainable(model))
 
 
-def test_eval_policy_keeps_all_norm_statistics_while_affine_trains(model_and_spec) -> None:
+def test_pretrained_statistics_stay_while_affine_trains(model_and_spec) -> None:
     model, spec = model_and_spec
-    set_trainable_stages(model, spec, None, bn=BnPolicy.EVAL)
-    train_mode(model, bn=BnPolicy.EVAL)
+    set_trainable_stages(model, spec, None, bn=BnStats.PRETRAINED)
+    train_mode(model, bn=BnStats.PRETRAINED)
     norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._NormBase)]
     assert norms and all(not m.training for m in norms)
     assert all(p.requires_grad for m in norms for p in m.parameters())

@@ -35,14 +35,14 @@ _WHERE = {
     "TrainConfig": "headstart.config",
     "create_backbone": "headstart.zoo",
     "list_backbones": "headstart.zoo",
-    "load_model": "headstart.artifact",
+    "load_model": "headstart.inference.load",
 }
 
 if TYPE_CHECKING:
-    from headstart.artifact import load_model
     from headstart.classifier import ImageClassifier
     from headstart.config import TrainConfig
     from headstart.errors import ConfigError, DataError, HeadstartError, ModelError
+    from headstart.inference.load import load_model
     from headstart.preprocessing import PreprocessSpec
     from headstart.zoo import create_backbone, list_backbones
     from headstart.zoo.spec import BackboneSpec

@@ -25,8 +25,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FORMAT",
     "LoadedModel",
-    "find_model_dir",
-    "load_model",
+    "is_model_dir",
     "load_model_dir",
     "save_model_dir",
 ]
@@ -125,13 +124,9 @@ def _write_text_atomic(target: Path, text: str) -> None:
         Path(tmp).unlink(missing_ok=True)
 
 
-def find_model_dir(path: str | Path) -> Path | None:
-    """Return the model directory of a model dir or a run dir; ``None`` if ``path`` is neither."""
-    path = Path(path)
-    for candidate in (path, path / "model"):
-        if (candidate / META_FILE).is_file():
-            return candidate
-    return None
+def is_model_dir(path: str | Path) -> bool:
+    """Whether ``path`` is a model folder (it holds ``headstart.json``)."""
+    return (Path(path) / META_FILE).is_file()
 
 
 def read_meta(model_dir: Path) -> dict[str, Any]:
@@ -150,7 +145,7 @@ def read_meta(model_dir: Path) -> dict[str, Any]:
 
 
 def load_model_dir(path: str | Path) -> LoadedModel:
-    """Load a saved model directory (or a run directory holding ``model/``).
+    """Load a saved model folder (``model.safetensors`` + ``headstart.json``).
 
     Raises:
         ModelError: ``path`` is not a headstart model, or its weights do not fit its description.
@@ -161,11 +156,11 @@ def load_model_dir(path: str | Path) -> LoadedModel:
     from headstart.surgery import replace_head
     from headstart.zoo import create_backbone
 
-    model_dir = find_model_dir(path)
-    if model_dir is None:
+    model_dir = Path(path)
+    if not is_model_dir(model_dir):
         raise ModelError(
-            f"{path} is not a headstart model: expected {META_FILE} in it or in its model/ folder "
-            "(a run folder from `headstart train`, or a folder written by ImageClassifier.save)."
+            f"{path} is not a headstart model folder: it holds no {META_FILE} (write one with "
+            "`headstart train` or ImageClassifier.save)."
         )
     meta = read_meta(model_dir)
     classes = tuple(str(c) for c in meta["classes"])
@@ -187,43 +182,3 @@ def load_model_dir(path: str | Path) -> LoadedModel:
     model.eval()
     pre = PreprocessSpec.from_dict(meta["preprocessing"])
     return LoadedModel(model=model, classes=classes, preprocessing=pre, name=spec.name, meta=meta)
-
-
-def load_model(ref: str | Path, *, image_size: int | None = None) -> LoadedModel:
-    """Load a run dir, a model dir, an exported ``.onnx`` / TorchScript file, or a zoo model name.
-
-    A zoo name gives the pretrained model with its ImageNet classes.
-    """
-    if Path(ref).is_file():
-        from headstart.export import load_exported
-
-        if image_size is not None:
-            raise ModelError(
-                f"{ref} is an exported model with a fixed input size; drop --image-size."
-            )
-        return load_exported(ref)
-    if Path(ref).exists():
-        loaded = load_model_dir(ref)
-    else:
-        from headstart.zoo import create_backbone
-
-        try:
-            model, spec = create_backbone(str(ref), pretrained=True)
-        except ModelError as exc:
-            raise ModelError(
-                f"{ref} is neither an existing run/model folder nor a usable model name: {exc}"
-            ) from None
-        if not spec.categories:
-            raise ModelError(
-                f"{spec.name} has no pretrained class names to predict with; train it first with "
-                "`headstart train`."
-            )
-        loaded = LoadedModel(
-            model=model.eval(),
-            classes=tuple(spec.categories),
-            preprocessing=spec.preprocessing,
-            name=spec.name,
-        )
-    if image_size is not None:
-        loaded.preprocessing = loaded.preprocessing.with_size(image_size)
-    return loaded

@@ -52,10 +52,10 @@ class ImageClassifier:
 
     def fit(self, data: PathLike) -> ImageClassifier:
         """Train on ``data`` (an image folder or a built-in dataset name); returns ``self``."""
-        from headstart.fitting import fit_run
+        from headstart.pipeline import train_run
 
         config, origin = self._config(data)
-        result = fit_run(config, origin)
+        result = train_run(config, origin)
         self.classes_ = result.classes
         self.model_ = result.model
         self.history_ = result.history
@@ -82,7 +82,7 @@ class ImageClassifier:
         """Class probabilities, shape (n_images, n_classes), in ``classes_`` order."""
         from headstart.data.folders import list_images
         from headstart.errors import DataError
-        from headstart.prediction import predict_proba_files
+        from headstart.inference.predict import predict_proba_files
 
         loaded = self._loaded()
         paths = list_images(_as_list(images))
@@ -99,7 +99,7 @@ class ImageClassifier:
     def score(self, data: PathLike) -> float:
         """Accuracy on a labelled folder (class sub-folders, or one with test/ or val/)."""
         from headstart.data.folders import load_eval_samples
-        from headstart.evaluation import evaluate_samples
+        from headstart.inference.evaluate import evaluate_samples
 
         samples = load_eval_samples(data, self.classes_)
         return float(evaluate_samples(self._loaded(), samples).metrics["acc"])
@@ -121,8 +121,9 @@ class ImageClassifier:
     def load(cls, path: PathLike) -> ImageClassifier:
         """Load a model directory or a run folder written by headstart."""
         from headstart.artifact import load_model_dir
+        from headstart.inference.load import find_model_dir
 
-        loaded = load_model_dir(path)
+        loaded = load_model_dir(find_model_dir(path) or path)
         clf = cls(model=loaded.name, strategy=str(loaded.meta.get("strategy", "two-phase")))
         clf.classes_ = loaded.classes
         clf.model_ = loaded.model

@@ -13,13 +13,17 @@ import yaml
 from headstart.errors import ConfigError, closest
 
 __all__ = [
+    "RESUME_FREE",
+    "RESUME_INEXACT",
     "Augment",
     "BnStats",
     "Optimizer",
     "Strategy",
     "TrainConfig",
-    "dump_config",
+    "build_config",
+    "config_text",
     "load_config",
+    "parse_config_text",
 ]
 
 
@@ -39,7 +43,7 @@ class Optimizer(str, Enum):
 
 
 class BnStats(str, Enum):
-    """What BatchNorm running statistics do during training.
+    """What BatchNorm running statistics do during training (the one BatchNorm setting).
 
     ``pretrained``: they never move (layers of trainable stages still learn their affine weights).
     ``adapt``: norm layers of trainable stages update them on the new data; frozen stages never do.
@@ -60,6 +64,12 @@ class Augment(str, Enum):
 DEFAULT_MODEL = "bundled:efficientnet_lite0"
 ACCELERATORS = ("auto", "cpu", "cuda", "gpu", "mps", "tpu")
 PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")
+RESUME_FREE = ("data", "out", "checkpoint_every_steps")
+"""Settings that may change when a run is resumed without changing its result."""
+RESUME_INEXACT = ("num_workers", "accelerator", "precision")
+"""Settings that may change on resume, with a warning that the result is no longer bit-exact."""
+_RENAMED = {"feature_cache": "cache"}
+"""Old names of settings, still read from YAML files and checkpoints."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +78,8 @@ class TrainConfig:
 
     ``lr`` is the head's learning rate; body stages that train get ``lr * backbone_lr_factor``,
     decayed by ``layer_decay`` per stage towards the input (discriminative learning rates).
+    ``cache`` turns on the decoded-image cache and, for phases that train the head only, the
+    feature cache (the frozen body runs once per image).
     """
 
     data: str = ""
@@ -100,7 +112,7 @@ class TrainConfig:
     precision: str = "auto"
     max_bad_fraction: float = 0.1
     tensorboard: bool = False
-    feature_cache: bool = True
+    cache: bool = True
     checkpoint_every_steps: int = 500
 
     def __post_init__(self) -> None:
@@ -189,13 +201,10 @@ def load_config(path: str | Path, **overrides: Any) -> tuple[TrainConfig, dict[s
     """
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
+        text = path.read_text()
+    except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"config file {path} must hold a mapping of settings.")
-    settings = raw.get("settings", raw)
-    return build_config(file_values=settings, cli_values=overrides)
+    return parse_config_text(text, str(path), **overrides)
 
 
 def build_config(
@@ -207,7 +216,7 @@ def build_config(
     origin = dict.fromkeys(names, "default")
     for label, source in (("file", file_values or {}), ("cli", cli_values or {})):
         for key, value in source.items():
-            key = key.replace("-", "_")
+            key = current_name(key.replace("-", "_"))
             if key not in names:
                 raise ConfigError(f"unknown setting {key!r}.{closest(key, names)}")
             values[key], origin[key] = _coerce(key, value), label
@@ -242,7 +251,23 @@ def _coerce(key: str, value: Any) -> Any:
         raise ConfigError(f"setting {key}: {value!r} is not {expected}.") from None
 
 
-def dump_config(config: TrainConfig, origin: dict[str, str], path: str | Path) -> None:
-    """Write the effective settings and where each came from as YAML."""
-    doc = {"settings": config.to_dict(), "source": origin}
-    Path(path).write_text(yaml.safe_dump(doc, sort_keys=False))
+def current_name(key: str) -> str:
+    """The name a setting has now (settings renamed since a file was written are mapped)."""
+    return _RENAMED.get(key, key)
+
+
+def config_text(config: TrainConfig, origin: dict[str, str]) -> str:
+    """The effective settings and where each came from, as the YAML a run folder keeps."""
+    return yaml.safe_dump({"settings": config.to_dict(), "source": origin}, sort_keys=False)
+
+
+def parse_config_text(text: str, name: str, **overrides: Any) -> tuple[TrainConfig, dict[str, str]]:
+    """Settings from YAML text (``name`` is where it came from, for errors), then ``overrides``."""
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"cannot read config file {name}: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {name} must hold a mapping of settings.")
+    settings = raw.get("settings", raw)
+    return build_config(file_values=settings, cli_values=overrides)

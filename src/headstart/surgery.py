@@ -7,45 +7,25 @@ dotted path and the body's stages), never on guesses about the architecture.
 from __future__ import annotations
 
 import logging
-from enum import Enum
 from typing import Any
 
 from torch import nn
 from torch.nn.modules.batchnorm import _NormBase
 
+from headstart.config import BnStats
 from headstart.errors import ConfigError, ModelError
 from headstart.zoo.spec import BackboneSpec
 
 __all__ = [
-    "BnPolicy",
-    "count_parameters",
-    "freeze",
     "head_parameter_names",
     "param_groups",
     "replace_head",
     "set_trainable_stages",
     "train_mode",
     "trainable_parameter_names",
-    "unfreeze",
 ]
 
 logger = logging.getLogger(__name__)
-
-
-class BnPolicy(str, Enum):
-    """What normalisation layers with running statistics do inside frozen parts of a model.
-
-    ``FROZEN`` (the default) keeps them in eval mode: running mean/var do not move and their affine
-    parameters stay frozen, so a frozen body computes exactly what it computed when pretrained.
-    ``TRAIN`` lets them update their running statistics on the new data (affine stays frozen).
-    ``EVAL`` keeps every such layer in eval mode, trainable parts included: the pretrained running
-    statistics never move while affine parameters of trainable layers still learn (the usual advice
-    for fine-tuning on small datasets, where batch statistics are noisy and far from ImageNet's).
-    """
-
-    FROZEN = "frozen"
-    TRAIN = "train"
-    EVAL = "eval"
 
 
 def replace_head(model: nn.Module, spec: BackboneSpec, num_classes: int) -> nn.Module:
@@ -82,26 +62,6 @@ def replace_head(model: nn.Module, spec: BackboneSpec, num_classes: int) -> nn.M
     return model
 
 
-def freeze(module: nn.Module, *, bn: BnPolicy = BnPolicy.FROZEN) -> None:
-    """Stop gradients for every parameter of ``module``.
-
-    With ``BnPolicy.FROZEN`` its norm layers are also put in eval mode now; :func:`train_mode`
-    keeps them there on later ``train`` calls.
-    """
-    for param in module.parameters():
-        param.requires_grad_(False)
-    if BnPolicy(bn) in (BnPolicy.FROZEN, BnPolicy.EVAL):
-        for sub in module.modules():
-            if isinstance(sub, _NormBase):
-                sub.eval()
-
-
-def unfreeze(module: nn.Module) -> None:
-    """Let every parameter of ``module`` receive gradients again."""
-    for param in module.parameters():
-        param.requires_grad_(True)
-
-
 def head_parameter_names(model: nn.Module, spec: BackboneSpec) -> set[str]:
     """Names of the classifier's parameters."""
     prefix = spec.classifier + "."
@@ -124,7 +84,7 @@ def trainable_parameter_names(model: nn.Module, spec: BackboneSpec, n: int | Non
 
 
 def set_trainable_stages(
-    model: nn.Module, spec: BackboneSpec, n: int | None, *, bn: BnPolicy = BnPolicy.FROZEN
+    model: nn.Module, spec: BackboneSpec, n: int | None, *, bn: BnStats = BnStats.ADAPT
 ) -> None:
     """Train the head and the last ``n`` body stages; freeze the rest.
 
@@ -133,7 +93,8 @@ def set_trainable_stages(
         spec: Declares the classifier and the body stages (input-first).
         n: Number of body stages to train counting back from the output; ``0`` trains the head
             only, ``None`` trains everything.
-        bn: Policy for norm layers in the frozen part; it takes effect through :func:`train_mode`.
+        bn: What norm layers do with their running statistics (logged here; it takes effect
+            through :func:`train_mode`).
 
     Raises:
         ConfigError: If ``n`` is negative or larger than ``spec.num_stages``.
@@ -146,35 +107,36 @@ def set_trainable_stages(
         counts[on] += param.numel()
     what = "all stages" if n is None else f"head + last {n} of {spec.num_stages} stages"
     logger.info(
-        "trainable: %s (%d trainable, %d frozen parameters); BatchNorm policy in frozen layers: %s",
+        "trainable: %s (%d trainable, %d frozen parameters); BatchNorm statistics: %s",
         what,
         counts[1],
         counts[0],
-        BnPolicy(bn).value,
+        BnStats(bn).value,
     )
 
 
-def train_mode(model: nn.Module, *, bn: BnPolicy = BnPolicy.FROZEN) -> nn.Module:
-    """Put ``model`` in train mode while honouring the BatchNorm policy.
+def train_mode(model: nn.Module, *, bn: BnStats = BnStats.ADAPT) -> nn.Module:
+    """Put ``model`` in train mode while honouring what BatchNorm statistics may do.
 
-    With ``BnPolicy.FROZEN``, every norm layer with running statistics (any ``_NormBase``: batch,
-    instance and timm's BatchNormAct) whose parameters are all frozen stays in eval mode, so its
-    running statistics do not move; with ``BnPolicy.EVAL`` every such layer stays in eval mode.
-    Norm layers without affine parameters follow the model's mode.
-    The training loop calls this instead of ``model.train()``.
+    Every norm layer with running statistics (any ``_NormBase``: batch, instance and timm's
+    BatchNormAct) whose parameters are all frozen stays in eval mode, so a frozen body computes
+    exactly what it computed when pretrained. With ``BnStats.PRETRAINED`` the norm layers of
+    trainable stages stay in eval mode too: their running statistics never move while their
+    affine weights learn (the usual advice for small datasets, whose batch statistics are noisy
+    and far from ImageNet's); with ``BnStats.ADAPT`` they update them on the new data. Norm layers
+    without affine parameters follow the model's mode. The training loop calls this instead of
+    ``model.train()``.
 
     Returns:
         The model.
     """
     model.train()
-    policy = BnPolicy(bn)
-    if policy is BnPolicy.TRAIN:
-        return model
+    keep_all = BnStats(bn) is BnStats.PRETRAINED
     for module in model.modules():
         if isinstance(module, _NormBase):
             params = list(module.parameters(recurse=False))
             frozen = params and not any(p.requires_grad for p in params)
-            if policy is BnPolicy.EVAL or frozen:
+            if keep_all or frozen:
                 module.eval()
     return model
 
@@ -250,18 +212,3 @@ def _group_order(group: dict[str, Any]) -> tuple[int, int, str]:
     if name.startswith("head"):
         return (0, 0, name)
     return (1, -int(name.split("/")[0].removeprefix("stage")), name)
-
-
-def count_parameters(model: nn.Module, *, trainable: bool | None = None) -> int:
-    """Number of parameter elements; only trainable (``True``) or frozen (``False``) ones if set."""
-    return sum(
-        p.numel() for p in model.parameters() if trainable is None or p.requires_grad == trainable
-    )
-
-
-def prefers_channels_last(model: nn.Module) -> bool:
-    """Whether ``model`` is a convolutional network, which runs 1.5-2x faster channels-last on CPUs.
-
-    Exported wrappers (ONNX sessions, TorchScript) hold no ``nn.Conv2d`` and so keep their layout.
-    """
-    return any(isinstance(m, nn.Conv2d) for m in model.modules())

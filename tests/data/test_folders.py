@@ -14,7 +14,7 @@ from headstart.data.folders import (
     load_eval_samples,
     load_splits,
     read_splits,
-    save_splits,
+    splits_json,
 )
 from headstart.data.transforms import build_eval_transform
 from headstart.errors import DataError
@@ -129,7 +129,7 @@ def test_hidden_non_image_and_symlink_loop(tmp_path: Path, image_folder_factory)
 
 def test_save_and_read_splits(tmp_path: Path, image_folder_factory) -> None:
     splits = load_splits(image_folder_factory(tmp_path / "d"), test_fraction=0.2)
-    save_splits(splits, tmp_path / "splits.json")
+    (tmp_path / "splits.json").write_text(splits_json(splits))
     assert read_splits(tmp_path / "splits.json") == splits
     (tmp_path / "bad.json").write_text("[1, 2]")
     with pytest.raises(DataError, match="bad.json"):

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from headstart.data import walk
+from headstart.data.audit import BadFile, scan_tree
 from headstart.data.folders import load_splits
-from headstart.data.scan import BadFile, scan_tree
 from headstart.data.walk import Skip, WalkProblem, list_visible, walk_images
 from headstart.errors import DataError
 from tests.conftest import make_image_folder

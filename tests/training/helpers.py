@@ -49,3 +49,54 @@ def bright_dark(n: int = 32, size: int = 32, seed: int = 0) -> TensorDataset:
     images = torch.randn(n, 3, size, size, generator=g) * 0.3
     images += (labels.float() * 2 - 1)[:, None, None, None]
     return TensorDataset(images, labels)
+
+
+def engine_settings(**changes):
+    """EngineSettings as the tests' runs use them (head lr 0.01 warm-up half an epoch)."""
+    from headstart.config import BnStats
+    from headstart.training.engine import EngineSettings
+    from headstart.training.phase import OptimSettings
+
+    base = {"optim": OptimSettings(warmup_epochs=0.5), "bn": BnStats.ADAPT}
+    return EngineSettings(**{**base, **changes})
+
+
+def run_engine(
+    folder,
+    spec_and_model,
+    train_ds,
+    val_ds,
+    *,
+    strategy: str = "feature-extract",
+    epochs: int = 3,
+    head_epochs: int = 1,
+    unfreeze_stages: int = 1,
+    lr: float = 0.01,
+    batch_size: int = 8,
+    callbacks=None,
+    resume: bool = False,
+    run_config=None,
+    **settings,
+):
+    """Train with the engine on image batches of two tensor datasets; returns the TrainResult."""
+    from lightning.fabric import Fabric
+
+    from headstart.run_folder import RunFolder
+    from headstart.training.batches import ImageBatches
+    from headstart.training.engine import train_phases
+    from headstart.training.strategies import plan_phases
+
+    model, spec = spec_and_model
+    fabric = Fabric(accelerator="cpu", devices=1)
+    phases = plan_phases(
+        strategy, spec, epochs=epochs, head_epochs=head_epochs, unfreeze_stages=unfreeze_stages,
+        lr=lr,
+    )  # fmt: skip
+    batches = ImageBatches.create(
+        fabric, train_ds, val_ds, batch_size=batch_size, num_workers=0, seed=0
+    )
+    config = run_config or {"strategy": strategy, "lr": lr, "epochs": epochs}
+    return train_phases(
+        fabric, model, spec, phases, lambda phase: batches, engine_settings(**settings),
+        folder=RunFolder(folder), run_config=config, callbacks=callbacks, resume=resume,
+    )  # fmt: skip

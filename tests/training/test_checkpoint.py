@@ -6,9 +6,9 @@ import torch
 
 from headstart.errors import CheckpointError
 from headstart.training.checkpoint import (
-    atomic_write_text,
     capture_rng_state,
     load_checkpoint,
+    load_latest_checkpoint,
     restore_rng_state,
     save_checkpoint,
 )
@@ -50,9 +50,10 @@ def test_rng_state_round_trip_through_weights_only_file(tmp_path):
     assert torch.equal(torch.rand(1), expected[2])
 
 
-def test_atomic_write_text(tmp_path):
-    path = tmp_path / "metrics.csv"
-    atomic_write_text(path, "a\n")
-    atomic_write_text(path, "b\n")
-    assert path.read_text() == "b\n"
-    assert [p.name for p in tmp_path.iterdir()] == ["metrics.csv"]
+def test_latest_falls_back_to_the_previous_file(tmp_path):
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, {"epoch": 1}, keep_previous=True)
+    save_checkpoint(path, {"epoch": 2}, keep_previous=True)
+    path.unlink()  # killed between the two renames on a file system without hard links
+    state, used = load_latest_checkpoint(path)
+    assert state == {"epoch": 1} and used.name == "last.prev.pt"

@@ -7,20 +7,25 @@ from pathlib import Path
 
 import pytest
 import torch
+from lightning.fabric import Fabric
+from torch import nn
 
-from headstart.config import Strategy, TrainConfig
 from headstart.data.folders import Sample
+from headstart.errors import ConfigError
 from headstart.preprocessing import PreprocessSpec
+from headstart.run_folder import RunFolder
+from headstart.training.batches import FeatureBatches
+from headstart.training.engine import train_phases
 from headstart.training.features import (
     extract_features,
     feature_key,
     head_dropout,
     headless,
-    train_head_on_features,
     weights_fingerprint,
 )
+from headstart.training.strategies import Phase
 from tests.conftest import write_image
-from tests.training.helpers import tiny_model
+from tests.training.helpers import engine_settings, tiny_model
 
 PRE = PreprocessSpec(input_size=32)
 
@@ -32,16 +37,6 @@ def samples(tmp_path: Path) -> list[Sample]:
         Sample(str(write_image(tmp_path / "img" / f"{i}.png", colours[i % 2], (36, 36), i)), i % 2)
         for i in range(12)
     ]
-
-
-def _config(tmp_path: Path, **kw) -> TrainConfig:
-    base = {
-        "strategy": Strategy.FEATURE_EXTRACT,
-        "epochs": 3,
-        "batch_size": 4,
-        "out": str(tmp_path),
-    }
-    return TrainConfig(**{**base, **kw})
 
 
 def test_headless_gives_the_head_input() -> None:
@@ -71,7 +66,7 @@ def test_cached_equals_uncached_and_body_runs_once(samples, tmp_path: Path) -> N
     x = torch.stack([_eval_tensor(s.path) for s in samples[:2]])
     with torch.inference_mode(), headless(model, spec) as body:
         direct = body(x)
-    assert torch.allclose(direct, torch.from_numpy(first.features[0, :2].copy()), atol=1e-5)
+    assert torch.allclose(direct, torch.from_numpy(first.features[:2].copy()), atol=1e-5)
 
 
 def _eval_tensor(path: str) -> torch.Tensor:
@@ -105,6 +100,15 @@ def test_budget_evicts_old_entries(samples, tmp_path: Path) -> None:
     assert not a.folder.exists() and b.folder.exists()
 
 
+def _train_head(model, spec, train, val, folder: Path):
+    fabric = Fabric(accelerator="cpu", devices=1)
+    batches = FeatureBatches.create(fabric, model, spec, train, val, batch_size=4, seed=0)
+    return train_phases(
+        fabric, model, spec, [Phase("head", 3, 0, 1e-3)], lambda phase: batches,
+        engine_settings(), folder=RunFolder(folder), run_config={},
+    )  # fmt: skip
+
+
 def test_head_training_same_for_cached_and_fresh(samples, tmp_path: Path) -> None:
     heads, rows = [], []
     for run in range(2):  # run 0 extracts, run 1 reads the cache
@@ -112,9 +116,7 @@ def test_head_training_same_for_cached_and_fresh(samples, tmp_path: Path) -> Non
         tr = extract_features(model, spec, samples[:8], PRE, root=tmp_path / "f")
         va = extract_features(model, spec, samples[8:], PRE, root=tmp_path / "f")
         assert tr.from_cache == bool(run)
-        result = train_head_on_features(
-            _config(tmp_path), model, spec, tr, va, run_dir=tmp_path / f"run{run}"
-        )
+        result = _train_head(model, spec, tr, va, tmp_path / f"run{run}")
         heads.append(model.get_submodule(spec.classifier).state_dict())
         rows.append(result.history)
     assert all(torch.equal(heads[0][k], heads[1][k]) for k in heads[0])
@@ -124,18 +126,34 @@ def test_head_training_same_for_cached_and_fresh(samples, tmp_path: Path) -> Non
     assert len(table) == 3 and table[0]["phase"] == "head" and float(table[0]["images_per_s"]) > 0
 
 
+def test_the_head_on_features_trains_like_the_head_in_the_model(samples, tmp_path: Path) -> None:
+    """Without dropout, a head step on cached features is the model's own head step."""
+    model, spec = tiny_model(seed=1)
+    feats = extract_features(model, spec, samples, PRE, root=tmp_path / "f")
+    fabric = Fabric(accelerator="cpu", devices=1)
+    batches = FeatureBatches.create(fabric, model, spec, feats, feats, batch_size=4, seed=0)
+    module = batches.module(model, spec)
+    model.eval()
+    x = torch.stack([_eval_tensor(s.path) for s in samples[:4]])
+    with torch.no_grad():
+        direct = model(x)
+        via_features = module.eval()(torch.from_numpy(feats.features[:4].copy()))
+    assert torch.allclose(direct, via_features, atol=1e-5)
+    assert module.head is model.get_submodule(spec.classifier)  # the same parameters train
+
+
 def test_head_dropout_reads_timm_drop_rate() -> None:
     model, spec = tiny_model()
     model.drop_rate = 0.25
     assert head_dropout(model, spec) == 0.25
 
 
-def test_full_strategy_is_refused(samples, tmp_path: Path) -> None:
-    from headstart.errors import ConfigError
-
+def test_a_classifier_that_is_not_linear_is_refused(samples, tmp_path: Path) -> None:
     model, spec = tiny_model()
-    fs = extract_features(model, spec, samples, PRE, root=tmp_path / "f")
-    with pytest.raises(ConfigError, match="feature-extract"):
-        train_head_on_features(
-            _config(tmp_path, strategy=Strategy.FULL), model, spec, fs, fs, run_dir=tmp_path
-        )
+    feats = extract_features(model, spec, samples, PRE, root=tmp_path / "f")
+    batches = FeatureBatches.create(
+        Fabric(accelerator="cpu", devices=1), model, spec, feats, feats, batch_size=4, seed=0
+    )
+    model.fc = nn.Sequential(nn.Linear(spec.num_features, 2))
+    with pytest.raises(ConfigError, match="--no-cache"):
+        batches.module(model, spec)

@@ -5,16 +5,17 @@ import signal
 
 import pytest
 import torch
-from lightning.fabric import Fabric
 from torch.utils.data import Dataset
 
 from headstart.config import TrainConfig
 from headstart.errors import CheckpointError
-from headstart.training import build_loaders, load_checkpoint, run_training
+from headstart.files import previous_path
 from headstart.training import checkpoint as ckpt
-from headstart.training.runner import TrainingInterrupted
+from headstart.training.callbacks import Callback
+from headstart.training.checkpoint import load_checkpoint
+from headstart.training.signals import TrainingInterrupted
 
-from .helpers import bright_dark, tiny_model
+from .helpers import bright_dark, run_engine, tiny_model
 
 STEPS_PER_EPOCH = 4  # 32 images, batch 8
 
@@ -36,31 +37,36 @@ class Augmented(Dataset):
 
 
 class Crash(Exception):
-    """Stands in for a kill: raised from on_batch, before that step's checkpoint is written."""
+    """Stands in for a kill: raised after a step, before that step's checkpoint is written."""
 
 
-def config(strategy: str) -> TrainConfig:
+def config(strategy: str, **changes) -> TrainConfig:
     return TrainConfig(
         strategy=strategy, epochs=3, head_epochs=1, lr=0.01, batch_size=8, warmup_epochs=0.5,
-        accelerator="cpu", patience=5,
+        accelerator="cpu", patience=5, **changes,
     )  # fmt: skip
 
 
-def train(cfg, run_dir, *, every=0, crash_at=None, on_batch=None, **kwargs):
-    model, spec = tiny_model()
-    loaders = build_loaders(Augmented(32), bright_dark(8, seed=1), batch_size=8, seed=cfg.seed)
-    steps = []
+class Steps(Callback):
+    """Counts steps, calls ``on_batch(step)`` and raises Crash at step ``crash_at``."""
 
-    def batch_hook(info):
-        steps.append(info)
-        if on_batch is not None:
-            on_batch(len(steps))
-        if crash_at is not None and len(steps) == crash_at:
+    def __init__(self, crash_at=None, on_batch=None) -> None:
+        self.count, self.crash_at, self.on_batch = 0, crash_at, on_batch
+
+    def on_batch_end(self, batch) -> None:
+        self.count += 1
+        if self.on_batch is not None:
+            self.on_batch(self.count)
+        if self.count == self.crash_at:
             raise Crash
 
-    return run_training(
-        cfg, model, spec, *loaders, run_dir=run_dir, fabric=Fabric(accelerator="cpu", devices=1),
-        checkpoint_every_steps=every, on_batch=batch_hook, **kwargs,
+
+def train(cfg, run_dir, *, every=0, crash_at=None, on_batch=None, resume=False):
+    return run_engine(
+        run_dir, tiny_model(), Augmented(32), bright_dark(8, seed=1), strategy=cfg.strategy.value,
+        epochs=cfg.epochs, head_epochs=cfg.head_epochs, lr=cfg.lr, batch_size=cfg.batch_size,
+        callbacks=Steps(crash_at, on_batch), resume=resume, run_config=cfg.to_dict(),
+        checkpoint_every_steps=every,
     )  # fmt: skip
 
 
@@ -109,7 +115,7 @@ def test_resume_is_bitwise_identical(tmp_path, tmp_path_factory, strategy, every
     for path in stale:
         path.write_bytes(b"half a file")
     torch.manual_seed(1234)  # a new process would start from other RNG states
-    result = train(config(strategy), tmp_path, every=every, resume_from=tmp_path)
+    result = train(config(strategy), tmp_path, every=every, resume=True)
     assert not any(path.exists() for path in stale)
     assert_same_run(result, tmp_path, expected)
     if strategy == "two-phase":
@@ -121,11 +127,11 @@ def test_corrupt_last_checkpoint_falls_back_to_previous(tmp_path, tmp_path_facto
     with pytest.raises(Crash):
         train(config("feature-extract"), tmp_path, every=2, crash_at=8)
     last = tmp_path / "checkpoints" / "last.pt"
-    previous = load_checkpoint(ckpt.previous_path(last))  # last.pt: 2 steps into epoch 2
+    previous = load_checkpoint(previous_path(last))  # last.pt: 2 steps into epoch 2
     assert (previous["epoch"], previous["within_epoch"]) == (1, None)
     last.write_bytes(last.read_bytes()[:1000])  # torn / damaged file
     with caplog.at_level(logging.WARNING):
-        result = train(config("feature-extract"), tmp_path, every=2, resume_from=last)
+        result = train(config("feature-extract"), tmp_path, every=2, resume=True)
     assert "resuming from the previous checkpoint" in caplog.text
     assert_same_run(result, tmp_path, expected)
 
@@ -134,28 +140,14 @@ def test_no_usable_checkpoint_is_a_clear_error(tmp_path):
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "last.pt").write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="no usable checkpoint"):
-        train(config("feature-extract"), tmp_path, resume_from=tmp_path)
+        train(config("feature-extract"), tmp_path, resume=True)
 
 
 def test_resume_with_other_settings_is_refused(tmp_path):
     with pytest.raises(Crash):
         train(config("feature-extract"), tmp_path, crash_at=5)
     with pytest.raises(CheckpointError, match="lr: 0.01 -> 0.02"):
-        train(config("feature-extract").replace(lr=0.02), tmp_path, resume_from=tmp_path)
-
-
-def test_keep_previous_and_sweep(tmp_path):
-    path = tmp_path / "last.pt"
-    ckpt.save_checkpoint(path, {"epoch": 1}, keep_previous=True)
-    ckpt.save_checkpoint(path, {"epoch": 2}, keep_previous=True)
-    assert load_checkpoint(path) == {"epoch": 2}
-    assert load_checkpoint(tmp_path / "last.prev.pt") == {"epoch": 1}
-    (tmp_path / ".last.pt.abc.tmp").write_bytes(b"")
-    assert [p.name for p in ckpt.sweep_temporaries(tmp_path)] == [".last.pt.abc.tmp"]
-    assert {p.name for p in tmp_path.iterdir()} == {"last.pt", "last.prev.pt"}
-    os.unlink(path)  # killed between the two renames on a file system without hard links
-    state, used = ckpt.load_latest_checkpoint(path)
-    assert state == {"epoch": 1} and used.name == "last.prev.pt"
+        train(config("feature-extract").replace(lr=0.02), tmp_path, resume=True)
 
 
 def test_disk_full_keeps_previous_checkpoint(tmp_path, monkeypatch):
@@ -202,7 +194,7 @@ def test_sigterm_stops_after_the_step_and_resumes_exactly(tmp_path, tmp_path_fac
     assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
     state = load_checkpoint(info.value.checkpoint)
     assert (state["epoch"], state["within_epoch"]["batches"]) == (1, 2)
-    result = train(config("two-phase"), tmp_path, resume_from=info.value.checkpoint)
+    result = train(config("two-phase"), tmp_path, resume=True)
     assert_same_run(result, tmp_path, expected)
 
 

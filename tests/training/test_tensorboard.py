@@ -7,17 +7,15 @@ from pathlib import Path
 import pytest
 
 from headstart.errors import ConfigError
-from headstart.training.tensorboard import TensorBoardLog
+from headstart.training.tensorboard import TensorBoardLogger
 
 
 def test_epoch_rows_become_scalars(tmp_path: Path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    seen = []
-    with TensorBoardLog(tmp_path, then=seen.append) as tb:
-        tb.log_epoch({"epoch": 1, "phase": "head", "train_loss": 1.5, "val_acc": 0.5, "lr": 1e-3})
-        tb.log_epoch({"epoch": 2, "phase": "full", "train_loss": 0.5, "val_acc": 0.75})
-    assert [r["epoch"] for r in seen] == [1, 2]
+    with TensorBoardLogger(tmp_path) as tb:
+        tb.on_epoch_end({"epoch": 1, "phase": "head", "train_loss": 1.5, "val_acc": 0.5, "lr": 0.1})
+        tb.on_epoch_end({"epoch": 2, "phase": "full", "train_loss": 0.5, "val_acc": 0.75})
     events = EventAccumulator(str(tmp_path))
     events.Reload()
     loss = [(e.step, e.value) for e in events.Scalars("loss/train")]
@@ -37,4 +35,4 @@ def test_missing_package_says_how_to_install(monkeypatch: pytest.MonkeyPatch, tm
 
     monkeypatch.setattr(builtins, "__import__", fake_import)
     with pytest.raises(ConfigError, match=r"headstart\[tensorboard\]"):
-        TensorBoardLog(tmp_path)
+        TensorBoardLogger(tmp_path)

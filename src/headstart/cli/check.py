@@ -47,8 +47,8 @@ def check(
     Example: headstart check photos --out report.json
     """
     from headstart.cli.console import out as console
+    from headstart.data.audit import audit_folder
     from headstart.data.images import DEFAULT_MAX_PIXELS
-    from headstart.data.scan import audit_folder
     from headstart.errors import DataError
 
     folders_log = logging.getLogger("headstart.data.folders")
@@ -76,7 +76,7 @@ def print_report(report: Any) -> None:
     from rich.table import Table
 
     from headstart.cli.console import out
-    from headstart.data.scan import BAD_KINDS
+    from headstart.data.audit import BAD_KINDS
 
     counts = report.counts
     splits = [s for s in ("train", "val", "test") if sum(counts[s].values())]

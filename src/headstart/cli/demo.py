@@ -25,8 +25,8 @@ def demo(
     from headstart.cli.train import print_summary, run_with_progress
     from headstart.config import build_config
     from headstart.data.demo import materialize_demo_data
-    from headstart.fitting import fit_run
-    from headstart.paths import cache_dir
+    from headstart.files import cache_dir
+    from headstart.pipeline import train_run
 
     data = materialize_demo_data(data_dir or cache_dir() / "demo" / "fashion-mnist")
     console.print(f"demo data: {data} (Fashion-MNIST subset, MIT licence)")
@@ -43,7 +43,7 @@ def demo(
     }
     cfg, origin = build_config(cli_values=values)
     origin["out"] = "default" if out == "runs/demo" else "cli"
-    result = run_with_progress(cfg, origin, fit_run)
+    result = run_with_progress(cfg, lambda callbacks: train_run(cfg, origin, callbacks=callbacks))
     print_summary(result)
     console.print(
         f"next: headstart evaluate {result.run_dir} {data}/test   |   "

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from headstart.cli.options import BatchSize, Json, ModelRef
+
+if TYPE_CHECKING:
+    from headstart.data.folders import Sample
+    from headstart.evaluation.report import ReportPaths
+    from headstart.evaluation.result import EvalResult
+    from headstart.run_folder import RunFolder
 
 
 def evaluate(
@@ -39,16 +45,18 @@ def evaluate(
 
     Example: headstart evaluate runs/run photos/test
     """
-    from headstart.artifact import find_model_dir, load_model
     from headstart.cli.console import out as console
     from headstart.data.folders import load_eval_samples
-    from headstart.evaluation import evaluate_samples, save_eval_json
+    from headstart.evaluation.result import save_eval_json
+    from headstart.inference.evaluate import evaluate_samples
+    from headstart.inference.load import find_model_dir, load_model
+    from headstart.run_folder import RunFolder
+    from headstart.speed import keep_freed_memory
 
     loaded = load_model(ref)
     model_dir = find_model_dir(ref)
-    run_dir = model_dir.parent if model_dir and model_dir.name == "model" else None
-    samples = _held_out_samples(run_dir, data) or load_eval_samples(data, loaded.classes)
-    from headstart.training.accel import keep_freed_memory
+    run = RunFolder.holding(model_dir) if model_dir is not None else None
+    samples = _held_out_samples(run, data) or load_eval_samples(data, loaded.classes)
 
     with keep_freed_memory():  # no page faults for every batch's activations
         result = evaluate_samples(loaded, samples, batch_size=batch_size)
@@ -57,12 +65,10 @@ def evaluate(
 
         err.print(f"skipped unreadable image {item['path']}: {item['reason']}", markup=False)
     if out is None:
-        out = (
-            model_dir.parent if model_dir and model_dir.name == "model" else Path("runs")
-        ) / "eval"
+        out = run.eval_dir if run is not None else Path("runs") / "eval"
     extra = {"model": str(ref), "data": str(data)}
     if report:
-        path = _write_report(out, result, loaded.classes, run_dir, extra).html
+        path = _write_report(out, result, loaded.classes, run, extra).html
     else:
         path = save_eval_json(result, out / "metrics.json", extra=extra)
     if as_json:
@@ -74,17 +80,16 @@ def evaluate(
     console.print(f"{'report' if report else 'metrics'} written to {path}")
 
 
-def _held_out_samples(run_dir: Path | None, data: Path) -> list | None:
+def _held_out_samples(run: RunFolder | None, data: Path) -> list[Sample] | None:
     """When DATA is the folder the run was trained on, its held-out split from splits.json.
 
     Evaluating every image of a training folder would score the model on what it learned from.
     """
-    if run_dir is None or not (run_dir / "splits.json").is_file():
+    if run is None:
         return None
     from headstart.cli.console import err
-    from headstart.data.folders import read_splits
 
-    splits = read_splits(run_dir / "splits.json")
+    splits = run.read_splits()
     root = splits.origin.get("root")
     made_here = splits.origin.get("layout") == "split" or splits.origin.get("carved_from_train")
     if not root or not made_here or Path(root).resolve() != Path(data).resolve():
@@ -100,21 +105,19 @@ def _held_out_samples(run_dir: Path | None, data: Path) -> list | None:
 
 
 def _write_report(
-    out: Path, result: Any, classes: tuple[str, ...], run_dir: Path | None, extra: dict
-) -> Any:
+    out: Path,
+    result: EvalResult,
+    classes: tuple[str, ...],
+    run: RunFolder | None,
+    extra: dict[str, str],
+) -> ReportPaths:
     """Write the full report; the run's metrics.csv and config.yaml are used when present."""
-    import yaml
+    from headstart.evaluation.report import write_report
 
-    from headstart.report import write_report
-
-    config_file = run_dir / "config.yaml" if run_dir else None
-    config = (
-        yaml.safe_load(config_file.read_text()) if config_file and config_file.is_file() else None
-    )
     return write_report(
         out, result, classes,
-        history_csv=run_dir / "metrics.csv" if run_dir else None,
-        config=config,
+        history=run.read_history() if run is not None else (),
+        config=run.read_config_doc() if run is not None else None,
         skipped=[(item["path"], item["reason"]) for item in result.metrics.get("skipped", [])],
         title=f"{extra['model']} on {extra['data']}",
         extra=extra,

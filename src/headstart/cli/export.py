@@ -43,7 +43,7 @@ def export(
     Example: headstart export runs/run --format onnx
     """
     from headstart.cli.console import out as console
-    from headstart.export import export_model
+    from headstart.inference.export import export_model
 
     result = export_model(
         ref,

@@ -23,13 +23,13 @@ def predict(
 
     Example: headstart predict runs/run new_photos/ --topk 2
     """
-    from headstart.artifact import load_model
     from headstart.data.folders import list_images
-    from headstart.prediction import predict_files
+    from headstart.inference.load import load_model
+    from headstart.inference.predict import predict_files
 
     files = list_images(paths)
     loaded = load_model(ref)
-    from headstart.training.accel import keep_freed_memory
+    from headstart.speed import keep_freed_memory
 
     with keep_freed_memory():  # no page faults for every batch's activations
         predictions = predict_files(loaded, files, topk=topk, batch_size=batch_size)

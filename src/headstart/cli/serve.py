@@ -52,9 +52,9 @@ def serve(
 
     REF may also be an exported .onnx / .ts file. Example: headstart serve runs/run --port 8000
     """
-    from headstart.artifact import load_model
     from headstart.cli.console import err
-    from headstart.serve import run_server
+    from headstart.inference.load import load_model
+    from headstart.inference.serve import run_server
 
     loaded = load_model(ref)  # a run, a model folder, an exported file or a zoo name
     if host not in ("127.0.0.1", "localhost", "::1"):

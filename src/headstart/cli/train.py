@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from headstart.config import Augment, BnStats, Optimizer, Strategy, TrainConfig
+from headstart.training.callbacks import BatchEnd, Callback
 
 _D = TrainConfig()
-_RESUME_OPTIONS = ("num_workers", "accelerator", "precision", "checkpoint_every_steps")
-"""Options that may be given with --resume; every other setting comes from the run's config.yaml."""
 
 
 def train(
@@ -82,7 +82,7 @@ def train(
     tensorboard: Annotated[
         bool, typer.Option(help="Also log metrics as TensorBoard events in RUN/tensorboard.")
     ] = _D.tensorboard,
-    feature_cache: Annotated[
+    cache: Annotated[
         bool,
         typer.Option(
             "--cache/--no-cache",
@@ -90,7 +90,7 @@ def train(
             "feature-extract, also run the frozen body once per image and keep its features for "
             "later epochs and runs (the head then trains without augmentation).",
         ),
-    ] = _D.feature_cache,
+    ] = _D.cache,
     checkpoint_every_steps: Annotated[
         int, typer.Option(min=0, help="Also checkpoint every N steps within an epoch (0: off).")
     ] = _D.checkpoint_every_steps,
@@ -113,7 +113,7 @@ def train(
     """
     from headstart.config import build_config, load_config
     from headstart.errors import ConfigError
-    from headstart.fitting import fit_run
+    from headstart.pipeline import train_run
 
     given = {
         name: value
@@ -133,17 +133,18 @@ def train(
         cfg, origin = build_config(cli_values=given)
     if not cfg.data:
         raise ConfigError("missing DATA: give an image folder (or `data:` in --config FILE).")
-    result = run_with_progress(cfg, origin, fit_run)
+    result = run_with_progress(cfg, lambda callbacks: train_run(cfg, origin, callbacks=callbacks))
     print_summary(result)
 
 
 def _resume(run_dir: Path, given: dict[str, Any], *, data: str | None, config: Path | None) -> None:
     """``--resume RUN_DIR``: continue that run; only a few operational options may change."""
-    from headstart.config import load_config
+    from headstart.config import RESUME_FREE, RESUME_INEXACT
     from headstart.errors import ConfigError
-    from headstart.fitting import resume_run
+    from headstart.pipeline import resume_run
+    from headstart.run_folder import RunFolder
 
-    extra = [name for name in given if name not in _RESUME_OPTIONS]
+    extra = [name for name in given if name not in RESUME_FREE + RESUME_INEXACT]
     if data is not None or config is not None or extra:
         names = ["DATA"] * (data is not None) + ["--config"] * (config is not None)
         names += ["--" + name.replace("_", "-") for name in extra]
@@ -151,18 +152,10 @@ def _resume(run_dir: Path, given: dict[str, Any], *, data: str | None, config: P
             f"--resume continues {run_dir} with its saved settings; drop {', '.join(names)} "
             "(or start a new run with another --out)."
         )
-    config_file = run_dir / "config.yaml"
-    if not config_file.is_file():
-        raise ConfigError(
-            f"{run_dir} is not a headstart run folder (no config.yaml); pass the folder that "
-            "`headstart train` wrote, e.g. runs/run."
-        )
-    cfg, origin = load_config(config_file, **given)
-
-    def fit(cfg: Any, origin: Any, **callbacks: Any) -> Any:
-        return resume_run(run_dir, given, **callbacks)
-
-    print_summary(run_with_progress(cfg, origin, fit))
+    cfg, _ = RunFolder.open(run_dir).load_config(**given)
+    print_summary(
+        run_with_progress(cfg, lambda callbacks: resume_run(run_dir, given, callbacks=callbacks))
+    )
 
 
 def _from_command_line(ctx: typer.Context, name: str) -> bool:
@@ -171,45 +164,58 @@ def _from_command_line(ctx: typer.Context, name: str) -> bool:
     return source is not None and source.name == "COMMANDLINE"
 
 
-def run_with_progress(cfg: TrainConfig, origin: dict[str, str], fit: Any) -> Any:
-    """Run ``fit`` with a progress bar (images/s) and one printed line per epoch."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+class _Progress(Callback):
+    """A progress bar per epoch (loss, images/s), one printed line per epoch, and the notes."""
 
-    from headstart.cli.console import epoch_line, err, out
+    def __init__(self, total_epochs: int) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TextColumn("{task.fields[speed]}"),
-        TimeRemainingColumn(),
-        console=err,
-        transient=True,
-    )
-    state: dict[str, Any] = {}
+        from headstart.cli.console import err
 
-    def on_batch(info: dict[str, Any]) -> None:
-        total = info["num_batches"]
-        if "task" not in state:
-            state["task"] = progress.add_task("training", total=total, speed="")
-        progress.update(
-            state["task"],
-            completed=info["batch"],
-            total=total,
-            speed=f"loss {info['loss']:.3f}  {info['images_per_s']:.0f} img/s",
+        self.total_epochs = total_epochs
+        self.bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TextColumn("{task.fields[speed]}"),
+            TimeRemainingColumn(),
+            console=err,
+            transient=True,
+        )
+        self.task: Any = None
+
+    def on_batch_end(self, batch: BatchEnd) -> None:
+        if self.task is None:
+            self.task = self.bar.add_task("training", total=batch.num_batches, speed="")
+        self.bar.update(
+            self.task,
+            completed=batch.batch,
+            total=batch.num_batches,
+            speed=f"loss {batch.loss:.3f}  {batch.images_per_s:.0f} img/s",
         )
 
-    def on_epoch(row: dict[str, Any]) -> None:
-        if "task" in state:
-            progress.remove_task(state.pop("task"))
-        progress.console.print(epoch_line(row, cfg.epochs), markup=False)
+    def on_epoch_end(self, row: Mapping[str, Any]) -> None:
+        from headstart.cli.console import epoch_line
 
-    def on_note(message: str) -> None:
+        if self.task is not None:
+            self.bar.remove_task(self.task)
+            self.task = None
+        self.bar.console.print(epoch_line(row, self.total_epochs), markup=False)
+
+    def on_note(self, message: str) -> None:
+        from headstart.cli.console import err
+
         err.print(f"note: {message}")
 
+
+def run_with_progress(cfg: TrainConfig, fit: Callable[[list[Callback]], Any]) -> Any:
+    """Run ``fit(callbacks)`` with a progress bar (images/s) and one printed line per epoch."""
+    from headstart.cli.console import out
+
     out.print(f"training {cfg.model} ({cfg.strategy.value}) on {cfg.data}")
-    with progress:
-        return fit(cfg, origin, on_epoch=on_epoch, on_batch=on_batch, on_note=on_note)
+    progress = _Progress(cfg.epochs)
+    with progress.bar:
+        return fit([progress])
 
 
 def print_summary(result: Any) -> None:

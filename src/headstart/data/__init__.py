@@ -9,7 +9,7 @@ from headstart.data.folders import (
     load_eval_samples,
     load_splits,
     read_splits,
-    save_splits,
+    splits_json,
 )
 from headstart.data.images import (
     DEFAULT_MAX_PIXELS,
@@ -39,5 +39,5 @@ __all__ = [
     "load_splits",
     "materialize_demo_data",
     "read_splits",
-    "save_splits",
+    "splits_json",
 ]

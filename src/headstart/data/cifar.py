@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from headstart.errors import DataError
-from headstart.paths import cache_dir
+from headstart.files import cache_dir
 
 __all__ = ["CIFAR10_MD5", "CIFAR10_URL", "default_cache_dir", "prepare_cifar10"]
 
@@ -35,7 +35,7 @@ _MARKER = ".complete"
 
 
 def default_cache_dir() -> Path:
-    """Return headstart's cache folder (see ``headstart.paths.cache_dir``)."""
+    """Return headstart's cache folder (see ``headstart.files.cache_dir``)."""
     return cache_dir()
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ __all__ = [
     "load_eval_samples",
     "load_splits",
     "read_splits",
-    "save_splits",
+    "splits_json",
 ]
 
 log = logging.getLogger(__name__)
@@ -421,8 +420,8 @@ def _load_cifar10(
 # ----------------------------------------------------------------------------- split files
 
 
-def save_splits(splits: DataSplits, path: str | Path) -> None:
-    """Write ``splits`` as JSON (classes, origin and ``[path, label]`` lists), atomically."""
+def splits_json(splits: DataSplits) -> str:
+    """``splits`` as the JSON that :func:`read_splits` reads: classes, origin, samples."""
     doc = {
         "format": _SPLITS_FORMAT,
         "version": 1,
@@ -433,14 +432,11 @@ def save_splits(splits: DataSplits, path: str | Path) -> None:
             for name in ("train", "val", "test")
         },
     }
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(doc, indent=1))
-    os.replace(tmp, path)
+    return json.dumps(doc, indent=1)
 
 
 def read_splits(path: str | Path) -> DataSplits:
-    """Read a file written by ``save_splits``.
+    """Read a file holding :func:`splits_json`.
 
     Raises:
         DataError: The file is missing or is not a headstart splits file.
@@ -458,7 +454,7 @@ def read_splits(path: str | Path) -> DataSplits:
         origin = dict(doc["origin"])
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise DataError(
-            f"cannot read splits file {path}: {exc}; write it with save_splits."
+            f"cannot read splits file {path}: {exc}; it is not a headstart splits file."
         ) from None
     for samples in parts.values():
         if any(not 0 <= s.label < len(classes) for s in samples):

@@ -1,117 +1,73 @@
-"""Early stopping and best-value tracking; both round-trip through ``state_dict``."""
+"""The hooks training reports to, in the spirit of Lightning's ``Callback``.
+
+Progress bars, notes for the user, metrics loggers (TensorBoard; later MLflow, W&B) subclass
+:class:`Callback` and override the hooks they need; every hook does nothing by default. The engine
+and the pipeline call them through one :class:`CallbackList` instead of threading one callable
+per concern through their call chains.
+"""
 
 from __future__ import annotations
 
-import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from headstart.errors import ConfigError
+from headstart.training.strategies import Phase
 
-__all__ = ["BestTracker", "EarlyStopping", "monitor_mode"]
-
-_MODES = ("min", "max")
+__all__ = ["BatchEnd", "Callback", "CallbackList"]
 
 
-def monitor_mode(monitor: str) -> str:
-    """``"min"`` for losses, ``"max"`` for everything else (accuracy, F1)."""
-    return "min" if monitor.endswith("loss") else "max"
+@dataclass(frozen=True)
+class BatchEnd:
+    """One training step done.
 
-
-def _check_mode(mode: str) -> str:
-    if mode not in _MODES:
-        raise ConfigError(f"mode {mode!r} is not known; use 'min' or 'max'.")
-    return mode
-
-
-def _better(value: float, best: float | None, mode: str, min_delta: float) -> bool:
-    if value is None or math.isnan(value):
-        return False
-    if best is None:
-        return True
-    return value < best - min_delta if mode == "min" else value > best + min_delta
-
-
-class BestTracker:
-    """Remember the best value of a monitored metric and the epoch it was reached."""
-
-    def __init__(self, monitor: str, mode: str | None = None) -> None:
-        self.monitor = monitor
-        self.mode = _check_mode(mode or monitor_mode(monitor))
-        self.best: float | None = None
-        self.best_epoch: int = -1
-
-    def update(self, value: float, epoch: int) -> bool:
-        """Record ``value`` for ``epoch``; return whether it is a new best (strictly better)."""
-        if not _better(value, self.best, self.mode, 0.0):
-            return False
-        self.best, self.best_epoch = float(value), int(epoch)
-        return True
-
-    def state_dict(self) -> dict[str, Any]:
-        """Plain-value state."""
-        return {
-            "monitor": self.monitor,
-            "mode": self.mode,
-            "best": self.best,
-            "best_epoch": self.best_epoch,
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore from :meth:`state_dict`."""
-        self.monitor, self.mode = state["monitor"], _check_mode(state["mode"])
-        self.best, self.best_epoch = state["best"], int(state["best_epoch"])
-
-
-class EarlyStopping:
-    """Stop when the monitored metric has not improved by ``min_delta`` for ``patience`` epochs.
-
-    ``patience <= 0`` disables stopping. A NaN value counts as no improvement. In a two-phase run
-    the runner resets it at the start of the last phase and only consults it there: the head phase
-    always runs its planned epochs, and the fine-tuning phase gets its own full patience.
+    Attributes:
+        batch: Steps done in this epoch (1 after the first).
+        num_batches: Steps in the epoch.
+        loss: The step's training loss.
+        images_per_s: Training speed of the epoch so far.
     """
 
-    def __init__(
-        self, monitor: str, mode: str | None = None, patience: int = 5, min_delta: float = 0.0
-    ) -> None:
-        self.monitor = monitor
-        self.mode = _check_mode(mode or monitor_mode(monitor))
-        self.patience = int(patience)
-        self.min_delta = float(min_delta)
-        self.reset()
+    batch: int
+    num_batches: int
+    loss: float
+    images_per_s: float
 
-    def reset(self) -> None:
-        """Forget the best value and the count of bad epochs."""
-        self.best: float | None = None
-        self.wait = 0
-        self.stopped = False
 
-    def step(self, value: float) -> bool:
-        """Record one epoch's value; return ``True`` if training should stop."""
-        if _better(value, self.best, self.mode, self.min_delta):
-            self.best, self.wait = float(value), 0
-        else:
-            self.wait += 1
-        self.stopped = self.patience > 0 and self.wait >= self.patience
-        return self.stopped
+class Callback:
+    """Training events; override the hooks you need."""
 
-    def state_dict(self) -> dict[str, Any]:
-        """Plain-value state."""
-        return {
-            "monitor": self.monitor,
-            "mode": self.mode,
-            "patience": self.patience,
-            "min_delta": self.min_delta,
-            "best": self.best,
-            "wait": self.wait,
-            "stopped": self.stopped,
-        }
+    def on_phase_start(self, phase: Phase, *, index: int, num_phases: int) -> None:
+        """A phase (``index`` counts from 0) starts or resumes."""
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore from :meth:`state_dict`."""
-        self.monitor, self.mode = state["monitor"], _check_mode(state["mode"])
-        self.patience, self.min_delta = int(state["patience"]), float(state["min_delta"])
-        self.best, self.wait, self.stopped = (
-            state["best"],
-            int(state["wait"]),
-            bool(state["stopped"]),
-        )
+    def on_batch_end(self, batch: BatchEnd) -> None:
+        """A training step finished."""
+
+    def on_epoch_end(self, row: Mapping[str, Any]) -> None:
+        """An epoch finished; ``row`` holds its metrics (``run_folder.HISTORY_COLUMNS``)."""
+
+    def on_note(self, message: str) -> None:
+        """Something the user should know (a renamed folder, a made split, a speed choice)."""
+
+
+class CallbackList(Callback):
+    """Calls every hook of each callback in turn, in the order given."""
+
+    def __init__(self, callbacks: Iterable[Callback] = ()) -> None:
+        self.callbacks = list(callbacks)
+
+    def on_phase_start(self, phase: Phase, *, index: int, num_phases: int) -> None:
+        for callback in self.callbacks:
+            callback.on_phase_start(phase, index=index, num_phases=num_phases)
+
+    def on_batch_end(self, batch: BatchEnd) -> None:
+        for callback in self.callbacks:
+            callback.on_batch_end(batch)
+
+    def on_epoch_end(self, row: Mapping[str, Any]) -> None:
+        for callback in self.callbacks:
+            callback.on_epoch_end(row)
+
+    def on_note(self, message: str) -> None:
+        for callback in self.callbacks:
+            callback.on_note(message)

@@ -5,20 +5,15 @@ None) written with ``torch.save`` and read with ``torch.load(weights_only=True)`
 stored as tensors and ints for the same reason.
 
 A run keeps ``last.pt`` and the one before it, ``last.prev.pt``; :func:`load_latest_checkpoint`
-falls back to the previous one when the latest cannot be read. Temporary files left by a process
-killed mid-write are removed by :func:`sweep_temporaries`.
+falls back to the previous one when the latest cannot be read. Files are written by the one atomic
+write (``headstart.files.atomic_write``), so a process killed mid-write leaves the old file.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import logging
-import os
 import random
-import tempfile
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -26,122 +21,17 @@ import numpy as np
 import torch
 
 from headstart.errors import CheckpointError
+from headstart.files import atomic_write, previous_path
 
 __all__ = [
-    "DELAY_ENV",
-    "atomic_write_text",
     "capture_rng_state",
     "load_checkpoint",
     "load_latest_checkpoint",
-    "previous_path",
     "restore_rng_state",
     "save_checkpoint",
-    "sweep_temporaries",
 ]
 
 logger = logging.getLogger(__name__)
-
-DELAY_ENV = "HEADSTART_CHECKPOINT_DELAY"
-"""Seconds to sleep inside each checkpoint write (before and after the rename); unset = off.
-Only for the kill-and-resume benchmark, which kills processes in the middle of writes."""
-_TMP_SUFFIX = ".tmp"
-
-
-@contextlib.contextmanager
-def _atomic_open(path: Path, mode: str = "wb", *, keep_previous: bool = False) -> Iterator[IO[Any]]:
-    """Write to a temp file next to ``path``; on success fsync and move it into place.
-
-    With ``keep_previous`` the file being replaced becomes :func:`previous_path` first; ``path``
-    itself always exists (hard link, then rename over it) when the file system allows links.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TMP_SUFFIX)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual file mode
-        with os.fdopen(fd, mode) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        _test_delay()
-        if keep_previous and path.exists():
-            _keep_previous(path)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _keep_previous(path: Path) -> None:
-    """Make ``previous_path(path)`` the current ``path``, leaving ``path`` in place if possible."""
-    previous = previous_path(path)
-    link = path.with_name(f".{previous.name}.link{_TMP_SUFFIX}")
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(link)
-    try:
-        os.link(path, link)
-        os.replace(link, previous)
-    except OSError:  # no hard links here: move it (``path`` is missing until the next rename)
-        os.replace(path, previous)
-    _test_delay()
-
-
-def _test_delay() -> None:
-    """Sleep ``$HEADSTART_CHECKPOINT_DELAY`` seconds (benchmark hook; off when unset)."""
-    delay = os.environ.get(DELAY_ENV)
-    if delay:
-        time.sleep(float(delay))
-
-
-def previous_path(path: str | Path) -> Path:
-    """Where the checkpoint that ``path`` replaced is kept: ``last.pt`` → ``last.prev.pt``."""
-    path = Path(path)
-    return path.with_name(f"{path.stem}.prev{path.suffix}")
-
-
-def sweep_temporaries(directory: str | Path) -> list[Path]:
-    """Delete temporary files that an interrupted atomic write left in ``directory``.
-
-    Returns:
-        The files removed (each is logged).
-    """
-    removed = []
-    directory = Path(directory)
-    if not directory.is_dir():
-        return removed
-    for stale in sorted(directory.glob(f".*{_TMP_SUFFIX}")):
-        with contextlib.suppress(FileNotFoundError):
-            stale.unlink()
-            removed.append(stale)
-            logger.info("removed %s, left by an interrupted write", stale)
-    return removed
-
-
-def _umask() -> int:
-    """The process umask (read by setting and restoring it)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # e.g. Windows cannot open directories
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Replace ``path`` with ``text`` atomically: readers see the old or the new file."""
-    with _atomic_open(Path(path), "w") as handle:
-        handle.write(text)
 
 
 def save_checkpoint(
@@ -152,7 +42,7 @@ def save_checkpoint(
     Args:
         path: Destination file; its folder is created if needed.
         state: Tensors and plain containers only, so that loading never unpickles code.
-        keep_previous: Keep the file being replaced as :func:`previous_path` (``last.prev.pt``).
+        keep_previous: Keep the file being replaced as ``files.previous_path`` (``last.prev.pt``).
 
     Raises:
         CheckpointError: If the file cannot be written (e.g. the disk is full); the file that was
@@ -160,8 +50,7 @@ def save_checkpoint(
     """
     path = Path(path)
     try:
-        with _atomic_open(path, keep_previous=keep_previous) as handle:
-            _write_state(state, handle)
+        atomic_write(path, lambda handle: _write_state(state, handle), keep_previous=keep_previous)
     except OSError as exc:
         kept = f"; {path} still holds the previous checkpoint" if path.exists() else ""
         if exc.errno == errno.ENOSPC:

@@ -1,24 +1,30 @@
-"""The training loop as plain functions: one epoch of training, one pass of evaluation."""
+"""One epoch as plain functions: a pass of training, a pass of validation.
+
+The batches may be decoded images (the model) or cached features (the head): the functions only
+see a module, an iterable of ``(inputs, labels)`` on the module's device and the speed settings.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sized
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from lightning.fabric import Fabric
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
 
-from headstart.surgery import BnPolicy, train_mode
-from headstart.training.accel import SpeedSettings
+from headstart.config import BnStats
+from headstart.speed.settings import SpeedSettings
+from headstart.surgery import train_mode
 from headstart.training.checkpoint import restore_rng_state
 
-__all__ = ["EpochProgress", "build_loaders", "evaluate", "train_one_epoch"]
+__all__ = ["Batches", "EpochProgress", "train_epoch", "validate"]
 
-BatchCallback = Callable[[dict[str, Any]], None]
+
+class Batches(Iterable[tuple[torch.Tensor, torch.Tensor]], Sized, Protocol):
+    """What an epoch iterates: ``(inputs, labels)`` pairs on the device, with a length."""
 
 
 @dataclass
@@ -27,7 +33,7 @@ class EpochProgress:
 
     Attributes:
         batches: Optimizer steps done in this epoch.
-        seen: Images trained on in this epoch.
+        seen: Inputs trained on in this epoch.
         sums: Summed loss (times batch size) and correct predictions, on the training device.
     """
 
@@ -45,116 +51,75 @@ class EpochProgress:
         return cls(int(state["batches"]), int(state["seen"]), state["sums"].clone())
 
 
-StepCallback = Callable[[EpochProgress], None]
+StepHook = Callable[[EpochProgress, torch.Tensor, float], None]
+"""Called after every step with the epoch's progress, the step's loss and the images/s so far."""
 
 
-def build_loaders(
-    train_ds: Dataset,
-    val_ds: Dataset,
-    *,
-    batch_size: int,
-    num_workers: int = 0,
-    seed: int = 0,
-) -> tuple[DataLoader, DataLoader]:
-    """Training (shuffled by a seeded generator) and validation (in order) data loaders.
-
-    The shuffling order depends only on ``seed``. Workers persist across epochs when
-    ``num_workers > 0``. If the last training batch would hold a single image, it is dropped, since
-    BatchNorm cannot train on one sample.
-    """
-    generator = torch.Generator().manual_seed(seed)
-    common: dict[str, Any] = {
-        "batch_size": batch_size,
-        "num_workers": num_workers,
-        "persistent_workers": num_workers > 0,
-    }
-    n = len(train_ds)  # type: ignore[arg-type]
-    drop_last = n > batch_size and n % batch_size == 1
-    train = DataLoader(train_ds, shuffle=True, generator=generator, drop_last=drop_last, **common)
-    val = DataLoader(val_ds, shuffle=False, **common)
-    return train, val
-
-
-def channels_last(images: torch.Tensor) -> torch.Tensor:
-    """Image batches in channels-last layout, which convolutions run 1.5-2x faster in on CPUs."""
-    return images.contiguous(memory_format=torch.channels_last) if images.dim() == 4 else images
-
-
-def _layout(images: torch.Tensor, speed: SpeedSettings | None) -> torch.Tensor:
-    """The batch in the layout of ``speed`` (channels-last when no settings are given)."""
-    return channels_last(images) if speed is None or speed.channels_last else images
-
-
-def _forward(model: nn.Module, images: torch.Tensor, speed: SpeedSettings | None) -> torch.Tensor:
-    """Float32 logits for a batch, run in the layout and autocast dtype of ``speed``."""
-    if speed is None or speed.autocast is None:
-        return model(_layout(images, speed))
+def _forward(module: nn.Module, inputs: torch.Tensor, speed: SpeedSettings) -> torch.Tensor:
+    """Float32 outputs for a batch, run in the layout and autocast dtype of ``speed``."""
+    inputs = speed.prepare_input(inputs) if inputs.dim() == 4 else inputs
+    if speed.autocast is None:
+        return module(inputs)
     with speed.autocast_context():
-        logits = model(_layout(images, speed))
-    return logits.float()
+        outputs = module(inputs)
+    return outputs.float()
 
 
-def train_one_epoch(
+def train_epoch(
     fabric: Fabric,
-    model: nn.Module,
-    loader: DataLoader,
+    module: nn.Module,
+    batches: Batches,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     loss_fn: nn.Module,
     *,
-    bn: BnPolicy = BnPolicy.FROZEN,
-    on_batch: BatchCallback | None = None,
+    speed: SpeedSettings,
+    bn: BnStats = BnStats.ADAPT,
     start: EpochProgress | None = None,
     rng_state: dict[str, Any] | None = None,
-    on_step: StepCallback | None = None,
-    speed: SpeedSettings | None = None,
+    on_step: StepHook | None = None,
 ) -> dict[str, float]:
-    """Train ``model`` for one pass over ``loader``, stepping ``scheduler`` after every batch.
+    """Train ``module`` for one pass over ``batches``, stepping ``scheduler`` after every step.
 
-    The model is put in train mode with :func:`headstart.surgery.train_mode`, so frozen norm
-    layers keep their running statistics under ``BnPolicy.FROZEN``.
+    The module is put in train mode with :func:`headstart.surgery.train_mode`, so frozen norm
+    layers keep their running statistics.
 
-    To continue an epoch from a mid-epoch checkpoint, restore the loader's generator to its state
+    To continue an epoch from a mid-epoch checkpoint, restore the batches' generator to its state
     at the start of the epoch and pass ``start`` and ``rng_state``: the first ``start.batches``
-    batches are loaded and thrown away (same sample order, same augmentation draws), then the
-    global RNG states are restored, so the remaining steps match an uninterrupted epoch bit for
-    bit (with ``num_workers=0``).
+    batches are drawn and thrown away (same order, same augmentation draws), then the global RNG
+    states are restored, so the remaining steps match an uninterrupted epoch bit for bit (with
+    ``num_workers=0``).
 
     Args:
         fabric: Runs backward (precision, devices, distributed).
-        model: The model as returned by ``fabric.setup``.
-        loader: Yields ``(images, labels)`` on the model's device (``fabric.setup_dataloaders``).
+        module: The module as returned by ``fabric.setup``.
+        batches: ``(inputs, labels)`` on the module's device.
         optimizer: Optimizer over the trainable parameters.
         scheduler: Per-step learning-rate schedule.
         loss_fn: Training loss, e.g. cross-entropy with label smoothing.
-        bn: BatchNorm policy for frozen layers.
-        on_batch: Called after each step with a dict of ``batch``, ``num_batches``, ``loss``
-            and ``images_per_s``.
-        start: Progress of the epoch so far (steps already done); ``None`` starts at batch 0.
+        speed: Input layout and autocast dtype of the forward pass (the loss is float32).
+        bn: What norm layers of trainable stages do with their running statistics.
+        start: Progress of the epoch so far; ``None`` starts at the first batch.
         rng_state: RNG states (:func:`~headstart.training.checkpoint.capture_rng_state`) to
             restore just before the first step.
-        on_step: Called after each step (after ``on_batch``) with the epoch's progress, e.g. to
-            write a mid-epoch checkpoint; may raise to stop training.
-        speed: Input layout and autocast dtype of the forward pass (the loss is computed in
-            float32); ``None``: float32 with channels-last inputs.
+        on_step: Called after each step; may raise to stop training.
 
     Returns:
-        ``loss`` (mean over samples), ``acc``, ``images`` (count), ``seconds``, ``images_per_s``.
+        ``loss`` (mean over inputs), ``acc``, ``images`` (count), ``seconds``.
     """
-    train_mode(model, bn=bn)
+    train_mode(module, bn=bn)
     start = start or EpochProgress()
     sums = start.sums.to(fabric.device, copy=True)  # loss * batch, correct; summed on the device
     seen = done = start.seen
-    iterator = iter(loader)
+    iterator = iter(batches)
     for _ in range(start.batches):
         next(iterator)
     if rng_state is not None:
         restore_rng_state(rng_state)
     began = time.perf_counter()
-    num_batches = len(loader)
-    for index, (images, labels) in enumerate(iterator, start=start.batches):
+    for index, (inputs, labels) in enumerate(iterator, start=start.batches):
         optimizer.zero_grad(set_to_none=True)
-        logits = _forward(model, images, speed)
+        logits = _forward(module, inputs, speed)
         loss = loss_fn(logits, labels)
         fabric.backward(loss)
         optimizer.step()
@@ -163,67 +128,48 @@ def train_one_epoch(
         sums[0] += loss.detach().float() * batch
         sums[1] += (logits.detach().argmax(dim=1) == labels).sum()
         seen += batch
-        if on_batch is not None:
-            elapsed = time.perf_counter() - began
-            on_batch(
-                {
-                    "batch": index + 1,
-                    "num_batches": num_batches,
-                    "loss": float(loss.detach()),
-                    "images_per_s": (seen - done) / elapsed if elapsed > 0 else 0.0,
-                }
-            )
         if on_step is not None:
-            on_step(EpochProgress(index + 1, seen, sums))
+            elapsed = time.perf_counter() - began
+            speed_now = (seen - done) / elapsed if elapsed > 0 else 0.0
+            on_step(EpochProgress(index + 1, seen, sums), loss.detach(), speed_now)
     total_loss, correct = sums.tolist()  # the one device sync of the epoch
-    seconds = time.perf_counter() - began
     return {
         "loss": total_loss / max(seen, 1),
         "acc": correct / max(seen, 1),
-        "images": seen,
-        "seconds": seconds,
-        "images_per_s": (seen - done) / seconds if seconds > 0 else 0.0,
+        "images": seen - done,
+        "seconds": time.perf_counter() - began,
     }
 
 
-def evaluate(
-    fabric: Fabric,
-    model: nn.Module,
-    loader: DataLoader,
-    loss_fn: nn.Module,
-    *,
-    speed: SpeedSettings | None = None,
-) -> dict[str, Any]:
-    """Evaluate ``model`` on ``loader`` in eval mode without gradients.
+def validate(module: nn.Module, batches: Batches, *, speed: SpeedSettings) -> dict[str, Any]:
+    """Run ``module`` over ``batches`` in eval mode without gradients.
 
-    ``speed`` sets the input layout; validation runs without the trial's autocast (in float32
-    unless Fabric's ``--precision`` says otherwise), so its metrics match ``headstart evaluate``
-    on the saved model.
+    ``speed`` sets the input layout only: validation runs without the trial's autocast (in
+    float32 unless Fabric's ``--precision`` says otherwise), so its metrics match
+    ``headstart evaluate`` on the saved model.
 
     Returns:
-        ``loss`` (mean over samples), ``acc``, ``seconds``, and ``logits`` ``[N, C]`` (float32)
-        and ``targets`` ``[N]`` concatenated on the CPU, for F1 and per-class metrics.
+        ``loss`` (plain cross-entropy, mean over inputs), ``acc``, ``seconds``, and ``logits``
+        ``[N, C]`` (float32) and ``targets`` ``[N]`` concatenated on the CPU.
     """
-    del fabric  # the loader already moves batches; kept for a uniform, distributed-ready signature
-    model.eval()
+    module.eval()
+    layout = SpeedSettings(speed.device_type, channels_last=speed.channels_last)
     all_logits: list[torch.Tensor] = []
     all_targets: list[torch.Tensor] = []
-    total_loss, seen = 0.0, 0
     start = time.perf_counter()
     with torch.no_grad():
-        for images, labels in loader:
-            logits = model(_layout(images, speed))
-            total_loss += float(loss_fn(logits, labels)) * labels.shape[0]
-            seen += labels.shape[0]
-            all_logits.append(logits.float().cpu())
+        for inputs, labels in batches:
+            all_logits.append(_forward(module, inputs, layout).float().cpu())
             all_targets.append(labels.cpu())
-    logits_cat = torch.cat(all_logits) if all_logits else torch.zeros(0, 0)
-    targets_cat = torch.cat(all_targets) if all_targets else torch.zeros(0, dtype=torch.long)
-    correct = int((logits_cat.argmax(dim=1) == targets_cat).sum()) if seen else 0
+    logits = torch.cat(all_logits) if all_logits else torch.zeros(0, 0)
+    targets = torch.cat(all_targets) if all_targets else torch.zeros(0, dtype=torch.long)
+    seen = len(targets)
+    loss = nn.functional.cross_entropy(logits, targets, reduction="sum") if seen else 0.0
+    correct = int((logits.argmax(dim=1) == targets).sum()) if seen else 0
     return {
-        "loss": total_loss / max(seen, 1),
+        "loss": float(loss) / max(seen, 1),
         "acc": correct / max(seen, 1),
         "seconds": time.perf_counter() - start,
-        "logits": logits_cat,
-        "targets": targets_cat,
+        "logits": logits,
+        "targets": targets,
     }

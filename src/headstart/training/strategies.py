@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from headstart.config import Strategy, TrainConfig
+from headstart.config import Strategy
 from headstart.errors import ConfigError
 from headstart.zoo.spec import BackboneSpec
 
@@ -38,34 +38,40 @@ class Phase:
         return asdict(self)
 
 
-def plan_phases(config: TrainConfig, spec: BackboneSpec) -> list[Phase]:
-    """Turn a strategy into phases whose epochs add up to ``config.epochs``.
+def plan_phases(
+    strategy: Strategy | str,
+    spec: BackboneSpec,
+    *,
+    epochs: int,
+    head_epochs: int,
+    unfreeze_stages: int,
+    lr: float,
+) -> list[Phase]:
+    """Turn a strategy into phases whose epochs add up to ``epochs``.
 
     - ``feature-extract``: one ``head`` phase (body frozen).
-    - ``partial``: one ``partial`` phase training the last ``config.unfreeze_stages`` stages.
+    - ``partial``: one ``partial`` phase training the last ``unfreeze_stages`` stages.
     - ``full``: one ``full`` phase training everything.
-    - ``two-phase``: ``head`` for ``config.head_epochs`` epochs at ``config.lr``, then ``full`` for
-      the remaining epochs at ``config.lr * FINETUNE_LR_FACTOR`` (the body gets discriminative rates
-      below that), so the pretrained features are not wrecked by gradients from a fresh head.
+    - ``two-phase``: ``head`` for ``head_epochs`` epochs at ``lr``, then ``full`` for the remaining
+      epochs at ``lr * FINETUNE_LR_FACTOR`` (the body gets discriminative rates below that), so the
+      pretrained features are not wrecked by gradients from a fresh head.
 
     Raises:
         ConfigError: If ``partial`` asks for more stages than the backbone has.
     """
-    strategy = Strategy(config.strategy)
+    strategy = Strategy(strategy)
     if strategy is Strategy.FEATURE_EXTRACT:
-        return [Phase("head", config.epochs, 0, config.lr)]
+        return [Phase("head", epochs, 0, lr)]
     if strategy is Strategy.PARTIAL:
-        if config.unfreeze_stages > spec.num_stages:
+        if unfreeze_stages > spec.num_stages:
             raise ConfigError(
-                f"--unfreeze-stages {config.unfreeze_stages} is beyond the {spec.num_stages} "
+                f"--unfreeze-stages {unfreeze_stages} is beyond the {spec.num_stages} "
                 f"stages of {spec.name}; use 0..{spec.num_stages}."
             )
-        return [Phase("partial", config.epochs, config.unfreeze_stages, config.lr)]
+        return [Phase("partial", epochs, unfreeze_stages, lr)]
     if strategy is Strategy.FULL:
-        return [Phase("full", config.epochs, None, config.lr)]
-    phases = [
-        Phase("full", config.epochs - config.head_epochs, None, config.lr * FINETUNE_LR_FACTOR)
-    ]
-    if config.head_epochs > 0:
-        phases.insert(0, Phase("head", config.head_epochs, 0, config.lr))
+        return [Phase("full", epochs, None, lr)]
+    phases = [Phase("full", epochs - head_epochs, None, lr * FINETUNE_LR_FACTOR)]
+    if head_epochs > 0:
+        phases.insert(0, Phase("head", head_epochs, 0, lr))
     return phases

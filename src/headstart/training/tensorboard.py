@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from headstart.errors import ConfigError
+from headstart.training.callbacks import Callback
 
-__all__ = ["TensorBoardLog"]
+__all__ = ["TensorBoardLogger"]
 
 _SCALARS = {
     "train_loss": "loss/train",
@@ -21,13 +22,13 @@ _SCALARS = {
 }
 
 
-class TensorBoardLog:
+class TensorBoardLogger(Callback):
     """Writes each epoch's metrics row as TensorBoard scalars into ``log_dir``.
 
-    Use as a context manager; ``log_epoch`` chains to ``then`` so it can wrap another callback.
+    Use as a context manager, which closes the event file.
     """
 
-    def __init__(self, log_dir: str | Path, then: Callable[[dict[str, Any]], None] | None = None):
+    def __init__(self, log_dir: str | Path) -> None:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
@@ -36,10 +37,9 @@ class TensorBoardLog:
                 "`pip install 'headstart[tensorboard]'` (or `uv sync --extra tensorboard`)."
             ) from None
         self._writer = SummaryWriter(log_dir=str(log_dir))
-        self._then = then
 
-    def log_epoch(self, row: dict[str, Any]) -> None:
-        """Write the scalars of one epoch (step = epoch number), then call the chained callback."""
+    def on_epoch_end(self, row: Mapping[str, Any]) -> None:
+        """Write the scalars of one epoch (step = epoch number)."""
         step = int(row["epoch"])
         for key, tag in _SCALARS.items():
             if isinstance(row.get(key), (int, float)):
@@ -47,10 +47,8 @@ class TensorBoardLog:
         if row.get("phase"):
             self._writer.add_text("phase", str(row["phase"]), step)
         self._writer.flush()
-        if self._then is not None:
-            self._then(row)
 
-    def __enter__(self) -> TensorBoardLog:
+    def __enter__(self) -> TensorBoardLogger:
         return self
 
     def __exit__(self, *exc: object) -> None:

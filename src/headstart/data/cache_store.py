@@ -1,0 +1,99 @@
+"""Cache entries on disk: a folder per key, complete once its ``meta.json`` is written, evicted
+least recently used first beyond a size budget. The decoded-image cache and the feature cache are
+both kept this way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from headstart.data.folders import Sample
+from headstart.files import atomic_write
+
+__all__ = [
+    "DEFAULT_BUDGET_BYTES",
+    "enforce_budget",
+    "file_signature",
+    "read_entry",
+    "samples_digest",
+    "write_entry_meta",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BUDGET_BYTES = 2 * 1024**3
+"""Default size limit of each cache folder (``images/``, ``features/``): 2 GiB."""
+_META = "meta.json"  # written last: an entry without it is incomplete and ignored
+
+
+def file_signature(path: str | Path) -> str:
+    """``path``, size and modification time of a file (``missing`` if it cannot be stat'ed)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return f"{os.path.abspath(path)}\0missing"
+    return f"{os.path.abspath(path)}\0{st.st_size}\0{st.st_mtime_ns}"
+
+
+def samples_digest(samples: Sequence[Sample]) -> str:
+    """Hash of the ordered (file signature, label) list of ``samples``."""
+    digest = hashlib.sha256()
+    for s in samples:
+        digest.update(f"{file_signature(s.path)}\0{s.label}\n".encode())
+    return digest.hexdigest()
+
+
+def enforce_budget(root: Path, budget_bytes: int, *, keep: Path | None = None) -> list[Path]:
+    """Delete the least recently used entries (sub-folders) of ``root`` beyond ``budget_bytes``.
+
+    Args:
+        root: A cache folder whose sub-folders are entries.
+        budget_bytes: Largest total size to keep.
+        keep: An entry never deleted (the one in use).
+
+    Returns:
+        The deleted entries.
+    """
+    if not root.is_dir():
+        return []
+    entries = []
+    for entry in root.iterdir():
+        if entry.is_dir():
+            size = sum(f.stat().st_size for f in entry.rglob("*") if f.is_file())
+            meta = entry / _META
+            used = meta.stat().st_mtime if meta.exists() else entry.stat().st_mtime
+            entries.append((used, size, entry))
+    total = sum(size for _, size, _ in entries)
+    removed: list[Path] = []
+    for _, size, entry in sorted(entries, key=lambda e: e[0]):
+        if total <= budget_bytes:
+            break
+        if keep is not None and entry.resolve() == keep.resolve():
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        total -= size
+        removed.append(entry)
+        log.info("cache budget %d bytes: evicted %s (%d bytes)", budget_bytes, entry, size)
+    return removed
+
+
+def read_entry(folder: Path) -> dict[str, Any] | None:
+    """The metadata of a complete cache entry (and mark it used), or ``None``."""
+    meta = folder / _META
+    if not meta.is_file():
+        return None
+    os.utime(meta)  # least-recently-used order for eviction
+    return json.loads(meta.read_text())
+
+
+def write_entry_meta(folder: Path, meta: dict[str, Any]) -> None:
+    """Mark an entry complete by writing its metadata last (atomically)."""
+    atomic_write(folder / _META, json.dumps(meta))
+

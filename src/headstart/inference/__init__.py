@@ -1,0 +1,1 @@
+"""Inference: load any model reference, predict, evaluate, export and serve (never training)."""

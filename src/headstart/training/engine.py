@@ -1,0 +1,423 @@
+"""The training engine: the phases of a plan, epoch by epoch, whatever the batches are.
+
+One engine trains every strategy. A phase is a phase whether its batches are decoded images or
+cached features of a frozen body (:mod:`headstart.training.batches`): optimizer and schedule
+construction, history rows, best-epoch selection, early stopping, checkpoints and metrics.csv are
+written here once. Every phase starts from the seed (global RNGs and the batches' generator) and
+from the best weights so far, so two-phase fine-tuning continues from the head phase's best epoch
+and a resume at a phase boundary needs nothing but the weights.
+
+Checkpoints (``RunFolder.last_checkpoint``) are written at every epoch end, every
+``checkpoint_every_steps`` steps and when SIGINT / SIGTERM stops the run; see
+:mod:`headstart.training.resume` for what they hold and how a resume is bitwise exact.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from lightning.fabric import Fabric
+from lightning.fabric.utilities.seed import seed_everything
+from torch import nn
+
+from headstart.config import BnStats
+from headstart.errors import ConfigError
+from headstart.evaluation.metrics import macro_f1
+from headstart.run_folder import RunFolder
+from headstart.speed.allocator import keep_freed_memory
+from headstart.speed.depthwise import set_float32_depthwise
+from headstart.speed.settings import describe
+from headstart.training.batches import PhaseBatches
+from headstart.training.callbacks import BatchEnd, Callback
+from headstart.training.checkpoint import capture_rng_state, save_checkpoint
+from headstart.training.loop import EpochProgress, train_epoch, validate
+from headstart.training.phase import OptimSettings, PhaseSetup, setup_phase
+from headstart.training.resume import (
+    CHECKPOINT_FORMAT,
+    ResumePoint,
+    load_resume_state,
+    resume_point,
+)
+from headstart.training.signals import StopRequest, TrainingInterrupted, stop_on_signals
+from headstart.training.strategies import Phase
+from headstart.training.tracking import BestTracker, EarlyStopping
+from headstart.zoo.spec import BackboneSpec
+
+__all__ = ["EngineSettings", "TrainResult", "create_fabric", "train_phases"]
+
+logger = logging.getLogger(__name__)
+
+BatchesFor = Callable[[Phase], PhaseBatches]
+"""Gives the batches of a phase when it starts (features are extracted only when needed)."""
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """The engine's own settings (not the user's whole config).
+
+    Attributes:
+        seed: Seeds every phase: global RNGs and the batches' generator.
+        optim: Optimizer and schedule of every phase.
+        monitor: ``val_acc``, ``val_f1`` or ``val_loss``: picks the best epoch.
+        patience: Early stopping within the last phase (epochs without improvement; 0: off).
+        bn: What BatchNorm running statistics of trainable stages do.
+        auto_speed: Time speed settings per phase (``--precision auto``).
+        precision: The precision setting (a resume reuses speed settings only under the same one).
+        checkpoint_every_steps: Also write ``last.pt`` every this many steps (0: epoch ends only).
+    """
+
+    seed: int = 0
+    optim: OptimSettings = field(default_factory=OptimSettings)
+    monitor: str = "val_acc"
+    patience: int = 5
+    bn: BnStats = BnStats.PRETRAINED
+    auto_speed: bool = True
+    precision: str = "auto"
+    checkpoint_every_steps: int = 0
+
+
+@dataclass
+class TrainResult:
+    """The outcome of :func:`train_phases`.
+
+    Attributes:
+        history: One row per epoch with the keys of ``HISTORY_COLUMNS`` (epochs count from 1).
+        best_epoch: Epoch whose weights were kept, by ``settings.monitor``.
+        best_metrics: That epoch's history row.
+        model: The unwrapped model with the best weights loaded, on the training device.
+        phases: The phases that were planned.
+        stopped_early: Whether early stopping ended the run before the planned epochs.
+        speed: Per phase name, the layout and autocast dtype it trained with.
+        failures: Images that broke while training (path -> reason).
+    """
+
+    history: list[dict[str, Any]]
+    best_epoch: int
+    best_metrics: dict[str, Any]
+    model: nn.Module
+    phases: list[Phase]
+    stopped_early: bool = False
+    speed: dict[str, dict[str, Any]] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)
+
+
+def create_fabric(accelerator: str, precision: str) -> Fabric:
+    """A one-device Fabric; ``precision="auto"`` makes a float32 one (the phases then autocast as
+    their speed trial decides)."""
+    try:
+        fabric_precision: Any = "32-true" if precision == "auto" else precision
+        return Fabric(accelerator=accelerator, devices=1, precision=fabric_precision)
+    except (ValueError, RuntimeError, TypeError) as exc:
+        raise ConfigError(
+            f"cannot use accelerator {accelerator!r} with precision {precision!r}: {exc}; try "
+            "--accelerator cpu --precision 32-true."
+        ) from None
+
+
+@dataclass
+class _Run:
+    """Everything one call of :func:`train_phases` works on, passed to its helpers as one value."""
+
+    fabric: Fabric
+    model: nn.Module
+    spec: BackboneSpec
+    phases: list[Phase]
+    batches_for: BatchesFor
+    settings: EngineSettings
+    folder: RunFolder
+    run_config: Mapping[str, Any]
+    callbacks: Callback
+    tracker: BestTracker
+    stopper: EarlyStopping
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_state: dict[str, torch.Tensor] | None = None
+    stop: StopRequest = field(default_factory=StopRequest)
+    speed: dict[str, dict[str, Any]] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)
+
+
+def train_phases(
+    fabric: Fabric,
+    model: nn.Module,
+    spec: BackboneSpec,
+    phases: Sequence[Phase],
+    batches_for: BatchesFor,
+    settings: EngineSettings,
+    *,
+    folder: RunFolder,
+    run_config: Mapping[str, Any],
+    callbacks: Callback | None = None,
+    resume: bool = False,
+) -> TrainResult:
+    """Train ``model`` (whose head is already replaced) through ``phases``.
+
+    Every epoch appends a history row, rewrites metrics.csv, calls ``callbacks.on_epoch_end`` and
+    writes ``last.pt`` (the one before is kept as ``last.prev.pt``); a new best by
+    ``settings.monitor`` also writes ``best.pt``. Early stopping acts within the last phase.
+    SIGINT (Ctrl-C) or SIGTERM stops training after the current step with a checkpoint and raises
+    :class:`TrainingInterrupted`; a second Ctrl-C stops at once (``KeyboardInterrupt``).
+
+    Args:
+        batches_for: The batches of each phase, asked for when the phase starts.
+        folder: Where metrics.csv and the checkpoints go.
+        run_config: The run's settings, kept in checkpoints so a resume can refuse other ones.
+        resume: Continue from ``folder``'s last checkpoint; the model, batches and settings must
+            be built as for the original run.
+
+    Returns:
+        The history and the model with the best epoch's weights loaded.
+    """
+    run = _Run(
+        fabric, model, spec, list(phases), batches_for, settings, folder, run_config,
+        callbacks or Callback(), BestTracker(settings.monitor),
+        EarlyStopping(settings.monitor, patience=settings.patience),
+    )  # fmt: skip
+    folder.sweep_temporaries()
+    start = _resume(run) if resume else ResumePoint()
+    stopped = run.stopper.stopped
+    try:
+        with stop_on_signals() as run.stop, keep_freed_memory():
+            for index in range(start.phase_index, len(run.phases)):
+                if stopped:
+                    break
+                point = start if index == start.phase_index else ResumePoint(index)
+                stopped = _train_phase(run, index, point)
+    finally:
+        set_float32_depthwise(model, False)  # the plain layer classes again (same parameters)
+    return _finish(run, stopped)
+
+
+def _resume(run: _Run) -> ResumePoint:
+    """Load the latest usable checkpoint into ``run``; return where to continue."""
+    state, used = load_resume_state(run.folder.last_checkpoint, run.phases, run.run_config)
+    run.model.load_state_dict(state["model"])
+    run.tracker.load_state_dict(state["best"])
+    run.stopper.load_state_dict(state["early_stopping"])
+    run.history = list(state["history"])
+    run.best_state = state.get("best_model")
+    run.speed = dict(state.get("speeds") or {})
+    if run.fabric.is_global_zero:
+        run.folder.write_history(run.history)
+    point = resume_point(
+        state, run.phases, device_type=run.fabric.device.type, precision=run.settings.precision
+    )
+    within = f", {point.within.batches} steps into the next" if point.within else ""
+    logger.info("resuming from %s: %d epochs done%s", used, len(run.history), within)
+    return point
+
+
+def _train_phase(run: _Run, index: int, start: ResumePoint) -> bool:
+    """Train one phase epoch by epoch from ``start``; return whether early stopping ended it."""
+    phase, settings = run.phases[index], run.settings
+    batches = run.batches_for(phase)
+    if not start.mid_phase:
+        _start_fresh(run, index, batches)
+    setup = setup_phase(
+        run.fabric, run.model, run.spec, phase, batches, settings.optim, bn=settings.bn,
+        auto_speed=settings.auto_speed, saved_speed=start.speed,
+    )  # fmt: skip
+    run.speed[phase.name] = setup.speed.to_dict()
+    last_phase = index == len(run.phases) - 1
+    if start.optimizer is not None and start.scheduler is not None:
+        setup.optimizer.load_state_dict(start.optimizer)
+        setup.scheduler.load_state_dict(start.scheduler)
+    elif last_phase:  # early stopping acts within the last phase only, with its full patience
+        run.stopper.reset()
+    run.callbacks.on_phase_start(phase, index=index, num_phases=len(run.phases))
+    resumed = f" (resuming after epoch {start.epochs_done} of the phase)" if start.mid_phase else ""
+    logger.info(
+        "phase %d/%d: %s for %d epochs, lr %.3g, %s%s",
+        index + 1, len(run.phases), phase.name, phase.epochs, phase.lr, describe(setup.speed),
+        resumed,
+    )  # fmt: skip
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=settings.optim.label_smoothing)
+    for epoch in range(start.epochs_done + 1, phase.epochs + 1):
+        first = epoch == start.epochs_done + 1
+        if first and start.loader_generator is not None:
+            batches.generator.set_state(start.loader_generator)
+        here = _Epoch(index, epoch, batches, setup, batches.generator.get_state())
+        setup_seconds = batches.setup_seconds if first and not start.mid_phase else 0.0
+        stats = _train_and_validate(
+            run, here, loss_fn, start=start if first else None, setup_seconds=setup_seconds
+        )
+        run.failures.update(batches.broken_files())
+        if _end_epoch(run, here, stats, last_phase):
+            return True
+    return False
+
+
+def _start_fresh(run: _Run, index: int, batches: PhaseBatches) -> None:
+    """Seed a phase that starts now; a later phase starts from the best weights so far."""
+    seed_everything(run.settings.seed, workers=True, verbose=False)
+    batches.generator.manual_seed(run.settings.seed)
+    if index > 0 and run.best_state is not None:
+        run.model.load_state_dict(run.best_state)
+
+
+@dataclass
+class _Epoch:
+    """Where an epoch stands: its phase and number, what it trains, the generator's start state."""
+
+    phase_index: int
+    number: int  # within the phase, from 1
+    batches: PhaseBatches
+    setup: PhaseSetup
+    generator_state: torch.Tensor
+
+    def position(self, run: _Run, within: EpochProgress | None, done: int) -> dict[str, Any]:
+        """The checkpoint fields that say where in the run a state belongs."""
+        return {
+            "speed": self.setup.speed.to_dict(),
+            "speeds": dict(run.speed),
+            "optimizer": self.setup.optimizer.state_dict(),
+            "scheduler": self.setup.scheduler.state_dict(),
+            "phase_index": self.phase_index,
+            "epoch_in_phase": done,
+            "within_epoch": within.state_dict() if within is not None else None,
+            "phases": [p.to_dict() for p in run.phases],
+        }
+
+
+def _train_and_validate(
+    run: _Run,
+    epoch: _Epoch,
+    loss_fn: nn.Module,
+    *,
+    start: ResumePoint | None,
+    setup_seconds: float,
+) -> dict[str, Any]:
+    """One epoch of training and validation; the history row without epoch and phase.
+
+    ``setup_seconds`` (feature extraction) counts in the epoch's time and speed, so the history
+    shows what the epoch really cost.
+    """
+    setup, within = epoch.setup, start.within if start is not None else None
+    scheduler = setup.scheduler
+    if within is not None and within.batches:  # the lr at the epoch's first step, as logged
+        lr = scheduler.base_lrs[0] * scheduler.lr_lambdas[0](scheduler.last_epoch - within.batches)
+    else:
+        lr = setup.optimizer.param_groups[0]["lr"]  # the head's group comes first
+    steps = len(epoch.batches.train)
+
+    def on_step(progress: EpochProgress, loss: torch.Tensor, images_per_s: float) -> None:
+        run.callbacks.on_batch_end(BatchEnd(progress.batches, steps, float(loss), images_per_s))
+        _after_step(run, epoch, progress, steps)
+
+    train = train_epoch(
+        run.fabric, setup.module, epoch.batches.train, setup.optimizer, scheduler, loss_fn,
+        speed=setup.speed, bn=run.settings.bn, start=within,
+        rng_state=start.rng if start is not None else None, on_step=on_step,
+    )  # fmt: skip
+    val = validate(setup.module, epoch.batches.val, speed=setup.speed)
+    num_classes = val["logits"].shape[1] if val["logits"].numel() else 1
+    train_seconds = train["seconds"] + setup_seconds
+    return {
+        "train_loss": train["loss"],
+        "train_acc": train["acc"],
+        "val_loss": val["loss"],
+        "val_acc": val["acc"],
+        "val_f1": macro_f1(val["logits"].argmax(dim=1), val["targets"], num_classes),
+        "lr": lr,
+        "seconds": train_seconds + val["seconds"],
+        "images_per_s": train["images"] / train_seconds if train_seconds > 0 else 0.0,
+    }
+
+
+def _after_step(run: _Run, epoch: _Epoch, progress: EpochProgress, steps: int) -> None:
+    """Write a mid-epoch checkpoint when one is due; stop here if a signal asked to."""
+    every = run.settings.checkpoint_every_steps
+    due = every > 0 and progress.batches % every == 0
+    if run.stop.signum is None and not (due and progress.batches < steps):
+        return
+    _save_last(run, epoch.position(run, progress, epoch.number - 1), epoch.generator_state)
+    if run.stop.signum is not None:
+        _interrupt(run, f"step {progress.batches}/{steps} of epoch {len(run.history) + 1}")
+
+
+def _end_epoch(run: _Run, epoch: _Epoch, stats: dict[str, Any], last_phase: bool) -> bool:
+    """Record the epoch, write ``last.pt``, call back; return whether to stop early."""
+    phase = run.phases[epoch.phase_index]
+    row = {"epoch": len(run.history) + 1, "phase": phase.name, **stats}
+    stop = last_phase and run.stopper.step(row[run.settings.monitor])
+    _record_epoch(run, row)
+    _save_last(run, epoch.position(run, None, epoch.number), epoch.batches.generator.get_state())
+    run.callbacks.on_epoch_end(row)
+    if stop:
+        logger.info(
+            "early stopping: %s did not improve for %d epochs",
+            run.settings.monitor, run.settings.patience,
+        )  # fmt: skip
+    elif run.stop.signum is not None:
+        _interrupt(run, f"the end of epoch {row['epoch']}")
+    return stop
+
+
+def _record_epoch(run: _Run, row: dict[str, Any]) -> None:
+    """Append ``row``, rewrite metrics.csv and keep the weights if this epoch is the best."""
+    run.history.append(row)
+    logger.info(
+        "epoch %d (%s): train loss %.4f acc %.3f | val loss %.4f acc %.3f f1 %.3f | %.1fs",
+        *(row[k] for k in ("epoch", "phase", "train_loss", "train_acc", "val_loss", "val_acc",
+                           "val_f1", "seconds")),
+    )  # fmt: skip
+    if run.tracker.update(row[run.settings.monitor], row["epoch"]):
+        run.best_state = {
+            k: v.detach().to("cpu", copy=True) for k, v in run.model.state_dict().items()
+        }
+        if run.fabric.is_global_zero:
+            best = {"format": CHECKPOINT_FORMAT, "model": run.best_state, "epoch": row["epoch"]}
+            save_checkpoint(run.folder.best_checkpoint, {**best, "metrics": row})
+    if run.fabric.is_global_zero:
+        run.folder.write_history(run.history)
+
+
+def _save_last(run: _Run, state: dict[str, Any], generator_state: torch.Tensor) -> None:
+    """Write everything an exact resume needs to ``last.pt`` (keeping the previous one).
+
+    Args:
+        state: The position fields from :meth:`_Epoch.position`.
+        generator_state: The training batches' generator state at the start of the epoch that
+            the resumed run trains next (or continues).
+    """
+    if run.fabric.is_global_zero:
+        state.update(
+            format=CHECKPOINT_FORMAT,
+            model=run.model.state_dict(),
+            best_model=run.best_state,
+            epoch=len(run.history),
+            early_stopping=run.stopper.state_dict(),
+            best=run.tracker.state_dict(),
+            history=run.history,
+            config=dict(run.run_config),
+            rng=capture_rng_state(),
+            loader_generator=generator_state,
+        )
+        save_checkpoint(run.folder.last_checkpoint, state, keep_previous=True)
+    run.fabric.barrier()
+
+
+def _interrupt(run: _Run, where: str) -> None:
+    """Raise :class:`TrainingInterrupted` for the checkpoint just written."""
+    path = run.folder.last_checkpoint
+    raise TrainingInterrupted(
+        f"training stopped by {run.stop.name} at {where}; checkpoint saved to {path}. "
+        f"Continue with: headstart train --resume {run.folder.path}",
+        path,
+    )
+
+
+def _finish(run: _Run, stopped: bool) -> TrainResult:
+    """Load the best weights into the model and package the result."""
+    if run.best_state is not None:
+        run.model.load_state_dict(run.best_state)
+    best_epoch = run.tracker.best_epoch
+    best_row = run.history[best_epoch - 1] if best_epoch >= 1 else run.history[-1]
+    return TrainResult(
+        history=run.history, best_epoch=best_row["epoch"], best_metrics=dict(best_row),
+        model=run.model, phases=run.phases, stopped_early=stopped, speed=dict(run.speed),
+        failures=dict(run.failures),
+    )  # fmt: skip

@@ -1,0 +1,79 @@
+"""Decoded-image cache: eval output equals the PIL path, keys, reuse, budget, augmentation."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from headstart.data.cache_store import enforce_budget, file_signature
+from headstart.data.datasets import ImageDataset
+from headstart.data.folders import Sample
+from headstart.data.image_cache import CachedImageDataset, build_decoded_cache
+from headstart.data.transforms import build_eval_transform
+from headstart.preprocessing import PreprocessSpec
+from tests.conftest import write_image
+
+PRE = PreprocessSpec(input_size=24, crop_pct=0.8)  # resize 30
+
+
+@pytest.fixture
+def samples(tmp_path: Path) -> list[Sample]:
+    sizes = [(40, 32), (31, 57), (30, 30), (65, 41)]  # landscape, portrait, exact, odd
+    return [
+        Sample(str(write_image(tmp_path / "img" / f"{i}.png", (200, 40 * i, 90), s, i)), i % 2)
+        for i, s in enumerate(sizes)
+    ]
+
+
+def test_eval_output_equals_pil_path(samples: list[Sample], tmp_path: Path) -> None:
+    cache = build_decoded_cache(samples, PRE, root=tmp_path / "c")
+    cached = CachedImageDataset(samples, PRE, None, cache)
+    plain = ImageDataset(samples, build_eval_transform(PRE))
+    for i in range(len(samples)):
+        (a, la), (b, lb) = cached[i], plain[i]
+        assert la == lb and a.shape == b.shape == (3, 24, 24)
+        assert torch.equal(a, b)  # bit-exact: same PIL resize, same crop offsets
+
+
+def test_cache_is_reused_and_keyed_by_file(samples: list[Sample], tmp_path: Path) -> None:
+    first = build_decoded_cache(samples, PRE, root=tmp_path / "c")
+    again = build_decoded_cache(samples, PRE, root=tmp_path / "c")
+    assert again.folder == first.folder
+    before = file_signature(samples[0].path)
+    write_image(Path(samples[0].path), (0, 0, 0), (40, 33), 9)
+    os.utime(samples[0].path, ns=(1, 1))
+    assert file_signature(samples[0].path) != before
+    assert build_decoded_cache(samples, PRE, root=tmp_path / "c").folder != first.folder
+    other = build_decoded_cache(samples, PRE.with_size(20), root=tmp_path / "c")
+    assert other.folder != first.folder
+
+
+def test_augmented_views_have_the_input_size(samples: list[Sample], tmp_path: Path) -> None:
+    ds = CachedImageDataset(
+        samples, PRE, "standard", build_decoded_cache(samples, PRE, root=tmp_path)
+    )
+    image, label = ds[1]
+    assert image.shape == (3, 24, 24) and image.dtype == torch.float32 and label == 1
+
+
+def test_broken_file_is_substituted(samples: list[Sample], tmp_path: Path) -> None:
+    Path(samples[1].path).write_bytes(b"not an image")
+    ds = CachedImageDataset(samples, PRE, None, build_decoded_cache(samples, PRE, root=tmp_path))
+    assert samples[1].path in ds.failures
+    assert ds[1][1] == samples[2].label
+
+
+def test_budget_evicts_least_recently_used(tmp_path: Path) -> None:
+    for i, name in enumerate(("old", "mid", "new")):
+        entry = tmp_path / name
+        entry.mkdir()
+        (entry / "data.bin").write_bytes(np.zeros(1000, np.uint8).tobytes())
+        (entry / "meta.json").write_text("{}")
+        os.utime(entry / "meta.json", (1000 + i, 1000 + i))
+    removed = enforce_budget(tmp_path, 2100, keep=tmp_path / "old")
+    assert [p.name for p in removed] == ["mid"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new", "old"]

@@ -1,0 +1,108 @@
+"""Plots: every function writes a readable, non-blank PNG for 2 and for 100 classes."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from headstart.evaluation import plots
+from tests.conftest import write_image
+
+
+def _assert_png(path: Path, *, min_size: int = 100) -> np.ndarray:
+    assert path.is_file()
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        pixels = np.asarray(image.convert("RGB"))
+    assert min(pixels.shape[:2]) >= min_size
+    assert pixels.std() > 5, "picture is blank"
+    return pixels
+
+
+def _history(phases: list[str]) -> list[dict[str, str]]:
+    return [
+        {"epoch": str(e), "phase": p, "train_loss": str(1.0 / e), "train_acc": str(1 - 0.5 / e),
+         "val_loss": str(1.2 / e), "val_acc": str(1 - 0.6 / e), "val_f1": str(1 - 0.7 / e),
+         "lr": str(1e-3 if p == "head" else 1e-4), "seconds": "1.0", "images_per_s": "10"}
+        for e, p in enumerate(phases, start=1)
+    ]  # fmt: skip
+
+
+def test_normalize_rows_keeps_empty_rows_zero() -> None:
+    cm = np.array([[3, 1], [0, 0]])
+    np.testing.assert_allclose(plots.normalize_rows(cm), [[0.75, 0.25], [0.0, 0.0]])
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_confusion_matrix_two_classes(tmp_path: Path, normalize: bool) -> None:
+    path = plots.plot_confusion_matrix(
+        np.array([[7, 3], [2, 8]]), ["cat", "dog"], tmp_path / "cm.png", normalize=normalize
+    )
+    assert path == tmp_path / "cm.png"
+    _assert_png(path)
+
+
+def test_confusion_matrix_hundred_classes_is_fast(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    cm = rng.integers(0, 3, size=(100, 100)) + np.diag(np.full(100, 20))
+    classes = [f"a_rather_long_class_name_{i}" for i in range(100)]
+    start = time.perf_counter()
+    _assert_png(plots.plot_confusion_matrix(cm, classes, tmp_path / "cm.png", normalize=True))
+    pairs = [(classes[i], classes[i + 1], 10 - i) for i in range(10)]
+    _assert_png(plots.plot_top_confusions(pairs, tmp_path / "pairs.png"))
+    assert time.perf_counter() - start < 15  # generous: the CI machine is shared
+
+
+def test_top_confusions_without_mistakes(tmp_path: Path) -> None:
+    _assert_png(plots.plot_top_confusions([], tmp_path / "pairs.png"))
+
+
+def test_phase_boundaries_of_two_phase_training() -> None:
+    rows = _history(["head", "head", "head", "full", "full"])
+    assert plots.phase_boundaries(rows) == [(3.5, "full")]
+    assert plots.phase_boundaries(_history(["full", "full"])) == []
+
+
+def test_curves_with_a_phase_boundary(tmp_path: Path) -> None:
+    rows = _history(["head", "head", "full", "full", "full"])
+    rows[0]["val_f1"] = ""  # a missing value is skipped, not an error
+    _assert_png(plots.plot_curves(rows, tmp_path / "curves.png"))
+
+
+def test_curves_of_one_epoch_and_of_none(tmp_path: Path) -> None:
+    _assert_png(plots.plot_curves(_history(["full"]), tmp_path / "one.png"))
+    assert plots.plot_curves([], tmp_path / "none.png").is_file()
+
+
+def test_prediction_grid_marks_unreadable_files(tmp_path: Path) -> None:
+    good = write_image(tmp_path / "a.png", (200, 30, 30), (30, 20), seed=0)
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not a png")
+    path = plots.plot_prediction_grid(
+        [str(good), str(bad), str(tmp_path / "missing.png")],
+        ["cat", "dog", "dog"],
+        ["cat", "cat", "dog"],
+        [0.9, 0.6, 0.51],
+        tmp_path / "grid.png",
+        notes=["loss 0.1", "loss 0.9", "loss 0.7"],
+    )
+    pixels = _assert_png(path)
+    red = (pixels[..., 0] > 180) & (pixels[..., 1] < 80) & (pixels[..., 2] < 80)
+    assert red.any(), "the mistake is framed in red"
+
+
+def test_prediction_grid_with_no_images(tmp_path: Path) -> None:
+    assert plots.plot_prediction_grid([], [], [], [], tmp_path / "grid.png").is_file()
+
+
+def test_reliability_diagram(tmp_path: Path) -> None:
+    edges = np.linspace(0, 1, 16)
+    counts = np.zeros(15, dtype=int)
+    counts[[10, 14]] = [5, 20]
+    acc = np.where(counts > 0, 0.6, 0.0)
+    conf = np.where(counts > 0, [0.7 if i == 10 else 0.97 for i in range(15)], 0.0)
+    _assert_png(plots.plot_reliability(edges, acc, conf, counts, tmp_path / "cal.png", ece=0.3))

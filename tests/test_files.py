@@ -1,0 +1,70 @@
+"""The one atomic write: content kinds, file modes, the kept previous file, leftovers swept."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from headstart import files
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_text_bytes_and_writer_function(tmp_path: Path) -> None:
+    files.atomic_write(tmp_path / "a.txt", "héllo\n")
+    files.atomic_write(tmp_path / "b.bin", b"\x00\x01")
+    files.atomic_write(tmp_path / "deep" / "c.bin", lambda handle: handle.write(b"xyz"))
+    assert (tmp_path / "a.txt").read_text(encoding="utf-8") == "héllo\n"
+    assert (tmp_path / "b.bin").read_bytes() == b"\x00\x01"
+    assert (tmp_path / "deep" / "c.bin").read_bytes() == b"xyz"
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_files_are_0644_and_made_folders_0755_whatever_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o077)
+    try:
+        files.atomic_write(tmp_path / "run" / "model" / "model.safetensors", b"w")
+        made = files.make_dirs(tmp_path / "other" / "nested")
+    finally:
+        os.umask(old)
+    assert _mode(tmp_path / "run" / "model" / "model.safetensors") == 0o644
+    for folder in (tmp_path / "run", tmp_path / "run" / "model", made, made.parent):
+        assert _mode(folder) == 0o755, folder
+
+
+def test_a_failed_write_keeps_the_old_file(tmp_path: Path) -> None:
+    path = tmp_path / "x.json"
+    files.atomic_write(path, "old")
+
+    def broken(handle) -> None:  # noqa: ANN001
+        handle.write(b"half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        files.atomic_write(path, broken)
+    assert path.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
+
+
+def test_keep_previous_and_sweep(tmp_path: Path) -> None:
+    path = tmp_path / "last.pt"
+    files.atomic_write(path, b"1", keep_previous=True)
+    files.atomic_write(path, b"2", keep_previous=True)
+    assert path.read_bytes() == b"2"
+    assert files.previous_path(path).read_bytes() == b"1"
+    (tmp_path / ".last.pt.abc.tmp").write_bytes(b"")
+    assert [p.name for p in files.sweep_temporaries(tmp_path)] == [".last.pt.abc.tmp"]
+    assert {p.name for p in tmp_path.iterdir()} == {"last.pt", "last.prev.pt"}
+
+
+def test_cache_dir_follows_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HEADSTART_CACHE", str(tmp_path / "c"))
+    assert files.cache_dir() == tmp_path / "c"
+    monkeypatch.delenv("HEADSTART_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert files.cache_dir() == tmp_path / "xdg" / "headstart"

@@ -1,0 +1,110 @@
+"""train_run / resume_run: two-phase with the head phase on cached features, and exact resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from headstart.config import TrainConfig
+from headstart.pipeline import resume_run, train_run
+from headstart.training.callbacks import Callback
+from headstart.training.checkpoint import load_checkpoint
+from tests.e2e_helpers import TINY_MODEL, tiny_weights
+
+
+class Crash(Exception):
+    """Stands in for a kill during the full phase."""
+
+
+class CrashAt(Callback):
+    """Raises Crash at step ``step`` of phase ``phase`` (before that step's checkpoint)."""
+
+    def __init__(self, phase: int = 1, step: int = 1) -> None:
+        self.phase, self.step, self.current, self.steps = phase, step, -1, 0
+
+    def on_phase_start(self, phase, *, index, num_phases) -> None:
+        self.current, self.steps = index, 0
+
+    def on_batch_end(self, batch) -> None:
+        self.steps += self.current == self.phase
+        if self.current == self.phase and self.steps == self.step:
+            raise Crash
+
+
+def _config(data: Path, weights: Path, out: Path, **overrides) -> TrainConfig:
+    settings = dict(
+        data=str(data), model=TINY_MODEL, weights=str(weights), strategy="two-phase", epochs=3,
+        head_epochs=1, image_size=32, batch_size=4, lr=0.01, accelerator="cpu", out=str(out),
+        checkpoint_every_steps=0,
+    )  # fmt: skip
+    return TrainConfig(**{**settings, **overrides})
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    from tests.conftest import make_image_folder
+
+    root = tmp_path_factory.mktemp("fit")
+    folder = make_image_folder(root / "data", ("a", "b"), n=8, layout="split", n_val=3)
+    return folder, tiny_weights(root)
+
+
+def test_two_phase_trains_its_head_phase_on_cached_features(data, tmp_path: Path) -> None:
+    folder, weights = data
+    result = train_run(_config(folder, weights, tmp_path / "run"), {"out": "cli"})
+    assert [row["phase"] for row in result.history] == ["head", "full", "full"]
+    assert any("head phase trains on un-augmented features" in n for n in result.notes)
+    assert any(n.startswith("speed: full phase") for n in result.notes)
+    assert (tmp_path / "run" / "metrics.csv").read_text().count("\n") == 1 + 3
+    last = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert last["epoch"] == 3 and [r["phase"] for r in last["history"]] == ["head", "full", "full"]
+    # the same run through the image loop (no caches) trains the same phases
+    plain = train_run(
+        _config(folder, weights, tmp_path / "plain", cache=False), {"out": "cli"}
+    )
+    assert [row["phase"] for row in plain.history] == ["head", "full", "full"]
+    assert not any("feature cache" in n for n in plain.notes)
+
+
+def test_killed_in_the_full_phase_resumes_bitwise(data, tmp_path: Path) -> None:
+    folder, weights = data
+    reference = train_run(_config(folder, weights, tmp_path / "ref"), {"out": "cli"})
+
+    with pytest.raises(Crash):  # at the first step of the full phase: the head phase's checkpoint
+        train_run(_config(folder, weights, tmp_path / "run"), {"out": "cli"}, callbacks=[CrashAt()])
+    state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert (state["phase_index"], state["epoch_in_phase"], state["epoch"]) == (0, 1, 1)
+    torch.manual_seed(1234)  # a new process starts from other RNG states
+    resumed = resume_run(tmp_path / "run")
+    want, got = reference.model.state_dict(), resumed.model.state_dict()
+    assert want.keys() == got.keys()
+    for name in want:
+        assert torch.equal(want[name], got[name]), name
+    timing = ("seconds", "images_per_s")
+    strip = [{k: v for k, v in r.items() if k not in timing} for r in reference.history]
+    assert [{k: v for k, v in r.items() if k not in timing} for r in resumed.history] == strip
+
+
+def test_resume_keeps_the_speed_choice_unless_precision_changes(
+    data, tmp_path: Path, monkeypatch
+) -> None:
+    from headstart.speed import SpeedSettings
+    from headstart.training import phase
+
+    folder, weights = data
+    bf16 = SpeedSettings("cpu", channels_last=True, autocast="bfloat16")
+    monkeypatch.setattr(phase, "tune_speed", lambda *args, **kwargs: bf16)
+    for name in ("run", "again"):  # killed at step 2 of the full phase, after step 1's checkpoint
+        with pytest.raises(Crash):
+            train_run(
+                _config(folder, weights, tmp_path / name, checkpoint_every_steps=1),
+                {"out": "cli"}, callbacks=[CrashAt(step=2)],
+            )  # fmt: skip
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["speed"] == bf16.to_dict()
+    monkeypatch.setattr(phase, "tune_speed", lambda *args, **kwargs: SpeedSettings("cpu"))
+    fp32 = resume_run(tmp_path / "run", {"precision": "32-true"})
+    assert fp32.notes[-1].startswith("speed: full phase fp32")  # chosen again, not bf16
+    kept = resume_run(tmp_path / "again")
+    assert kept.notes[-1].startswith("speed: full phase bf16")  # from the checkpoint

@@ -12,7 +12,16 @@ from pathlib import Path
 
 from headstart.config import build_config
 from headstart.data.demo import materialize_demo_data
-from headstart.pipeline import fit_run
+from headstart.pipeline import train_run
+from headstart.training.callbacks import Callback
+
+
+class PrintEpochs(Callback):
+    def on_epoch_end(self, row) -> None:  # noqa: ANN001
+        print(
+            f"  epoch {row['epoch']} {row['phase']:<5} train acc {row['train_acc']:.3f} "
+            f"val acc {row['val_acc']:.3f}"
+        )
 
 
 def main() -> None:
@@ -31,14 +40,7 @@ def main() -> None:
                 }
             )  # fmt: skip
             print(f"--bn-stats {bn}")
-            result = fit_run(
-                cfg,
-                origin,
-                on_epoch=lambda r: print(
-                    f"  epoch {r['epoch']} {r['phase']:<5} train acc {r['train_acc']:.3f} "
-                    f"val acc {r['val_acc']:.3f}"
-                ),
-            )
+            result = train_run(cfg, origin, callbacks=[PrintEpochs()])
             test = result.test_metrics or {}
             print(f"  best epoch {result.best_epoch}; test acc {test.get('acc', float('nan')):.3f}")
 

@@ -25,14 +25,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 import textbook  # noqa: E402
 
-from headstart.surgery import BnPolicy, set_trainable_stages, train_mode  # noqa: E402
+from headstart.config import BnStats  # noqa: E402
 from headstart.speed import SpeedSettings, describe, keep_freed_memory  # noqa: E402
+from headstart.surgery import set_trainable_stages, train_mode  # noqa: E402
 
 
 def _time(settings: SpeedSettings, size: int, mode: str, steps: int) -> tuple[float, float]:
     model, spec = textbook.build_model(10)
-    set_trainable_stages(model, spec, None, bn=BnPolicy.EVAL)
-    train_mode(model, bn=BnPolicy.EVAL) if mode == "train" else model.eval()
+    set_trainable_stages(model, spec, None, bn=BnStats.PRETRAINED)
+    train_mode(model, bn=BnStats.PRETRAINED) if mode == "train" else model.eval()
     run = settings.prepare_model(model)
     x = settings.prepare_input(torch.randn(32, 3, size, size))
 

@@ -4,7 +4,8 @@ Usage: uv run python benchmarks/kill_resume.py [--runs 10] [--kills 3] [--seed 0
 
 A reference run trains uninterrupted in a subprocess. Each of ``--runs`` runs then starts the same
 training in a subprocess, SIGKILLs it ``--kills`` times (every other kill lands right after a
-checkpoint write has begun: ``HEADSTART_CHECKPOINT_DELAY`` widens the write window) and resumes it
+checkpoint write has begun: the worker then sleeps inside every atomic write, before and after the
+rename, to widen the write window) and resumes it
 each time from its run folder, then lets it finish. Prints, per run, whether the final weights are
 bitwise identical to the reference, and after every kill whether ``last.pt`` (or, failing that,
 ``last.prev.pt``) could be loaded.
@@ -24,6 +25,8 @@ from pathlib import Path
 
 WRITE_DELAY = "0.2"
 """Seconds each checkpoint write sleeps before and after its rename in the "during write" kills."""
+DELAY_ENV = "KILL_RESUME_WRITE_DELAY"
+"""Set by this benchmark for its worker processes only."""
 
 
 def worker(run_dir: Path) -> None:
@@ -33,11 +36,21 @@ def worker(run_dir: Path) -> None:
     from lightning.fabric import Fabric
     from torch.utils.data import Dataset
 
-    from headstart.config import TrainConfig
+    from headstart import files
+    from headstart.config import BnStats, TrainConfig
     from headstart.preprocessing import PreprocessSpec
+    from headstart.run_folder import RunFolder
     from headstart.surgery import replace_head
-    from headstart.training import build_loaders, run_training, save_checkpoint
+    from headstart.training.batches import ImageBatches
+    from headstart.training.checkpoint import save_checkpoint
+    from headstart.training.engine import EngineSettings, train_phases
+    from headstart.training.phase import OptimSettings
+    from headstart.training.strategies import plan_phases
     from headstart.zoo.spec import BackboneSpec
+
+    if os.environ.get(DELAY_ENV):  # widen the window in which a kill lands mid-write
+        delay = float(os.environ[DELAY_ENV])
+        files._before_rename = lambda path: time.sleep(delay)  # type: ignore[assignment]
 
     class Augmented(Dataset):
         """Synthetic bright/dark images with flips and noise from the global torch RNG."""
@@ -70,24 +83,30 @@ def worker(run_dir: Path) -> None:
     model = replace_head(model, spec, 2)
     cfg = TrainConfig(
         strategy="two-phase", epochs=4, head_epochs=1, lr=0.01, batch_size=8, warmup_epochs=0.5,
-        accelerator="cpu",
+        accelerator="cpu", checkpoint_every_steps=2,
     )  # fmt: skip
-    loaders = build_loaders(Augmented(48, 0), Augmented(16, 1), batch_size=8, seed=cfg.seed)
-    checkpoint = run_dir / "checkpoints" / "last.pt"
-    has_checkpoint = checkpoint.exists() or checkpoint.with_name("last.prev.pt").exists()
+    fabric = Fabric(accelerator="cpu", devices=1)
+    batches = ImageBatches.create(
+        fabric, Augmented(48, 0), Augmented(16, 1), batch_size=8, num_workers=0, seed=cfg.seed
+    )
+    phases = plan_phases(cfg.strategy, spec, epochs=4, head_epochs=1, unfreeze_stages=1, lr=0.01)
+    settings = EngineSettings(
+        optim=OptimSettings(warmup_epochs=0.5), bn=BnStats.ADAPT, checkpoint_every_steps=2
+    )
+    folder = RunFolder(run_dir)
     (run_dir / "started").touch()
-    result = run_training(
-        cfg, model, spec, *loaders, run_dir=run_dir, fabric=Fabric(accelerator="cpu", devices=1),
-        resume_from=run_dir if has_checkpoint else None, checkpoint_every_steps=2,
+    result = train_phases(
+        fabric, model, spec, phases, lambda phase: batches, settings, folder=folder,
+        run_config=cfg.to_dict(), resume=folder.has_checkpoint(),
     )  # fmt: skip
     save_checkpoint(run_dir / "final.pt", {"best": result.model.state_dict()})
 
 
 def _start(run_dir: Path, delay: bool) -> subprocess.Popen:
     env = dict(os.environ)
-    env.pop("HEADSTART_CHECKPOINT_DELAY", None)
+    env.pop(DELAY_ENV, None)
     if delay:
-        env["HEADSTART_CHECKPOINT_DELAY"] = WRITE_DELAY
+        env[DELAY_ENV] = WRITE_DELAY
     (run_dir / "started").unlink(missing_ok=True)
     return subprocess.Popen(
         [sys.executable, __file__, "--worker", str(run_dir)],

@@ -15,13 +15,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 import textbook  # noqa: E402
 
-from headstart.surgery import BnPolicy, param_groups, set_trainable_stages  # noqa: E402
+from headstart.config import BnStats  # noqa: E402
+from headstart.surgery import param_groups, set_trainable_stages  # noqa: E402
 
 
 def main() -> None:
     torch.set_num_threads(2)
     model, spec = textbook.build_model(10)
-    set_trainable_stages(model, spec, None, bn=BnPolicy.EVAL)
+    set_trainable_stages(model, spec, None, bn=BnStats.PRETRAINED)
     model.to(memory_format=torch.channels_last)
     for p in model.parameters():
         p.grad = torch.randn_like(p)

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import torch
 
-from headstart.inference.load import load_model
 from headstart.data.demo import materialize_demo_data
 from headstart.data.images import image_to_tensor
+from headstart.inference.load import load_model
 from headstart.inference.predict import predict_files
 
 

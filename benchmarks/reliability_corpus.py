@@ -7,7 +7,7 @@ files modified. Then times the audit on ~1,000 small images with 1 and with seve
     uv run python benchmarks/reliability_corpus.py [--speed-images 1000] [--speed-size 96]
         [--workers 4]
 
-The tests in tests/data/test_scan.py import ``build_corpus`` and ``snapshot`` from here.
+The tests in tests/data/audit/ use ``build_corpus``, ``snapshot`` and ``score`` from here.
 """
 
 from __future__ import annotations

@@ -24,7 +24,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 import textbook  # noqa: E402
 
-from headstart.config import Strategy, TrainConfig  # noqa: E402
 from headstart.data.folders import load_splits  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,20 +37,27 @@ def _line(name: str, ours: float, theirs: float, unit: str, target: str) -> None
 
 
 def headstart_fe(data: Path, size: int, epochs: int, cache: Path, settings, lr=1e-3) -> dict:
-    """feature-extract as the patched fit_run does it: splits, cached features, head training."""
-    from headstart.training.features import train_on_cached_features
+    """feature-extract as the pipeline runs it: splits, cached features, the head on the engine."""
+    from lightning.fabric import Fabric
+
+    from headstart.run_folder import RunFolder
+    from headstart.training.batches import FeatureBatches
+    from headstart.training.engine import EngineSettings, train_phases
+    from headstart.training.features import extract_features
+    from headstart.training.strategies import Phase
 
     start = time.perf_counter()
     splits = load_splits(data)
     model, spec = textbook.build_model(len(splits.classes))
-    config = TrainConfig(
-        data=str(data), strategy=Strategy.FEATURE_EXTRACT, epochs=epochs, lr=lr, image_size=size
-    )
     pre = spec.preprocessing.with_size(size)
+    common = {"batch_size": 64, "settings": settings, "root": cache}
+    sets = [extract_features(model, spec, s, pre, **common) for s in (splits.train, splits.val)]
+    fabric = Fabric(accelerator="cpu", devices=1)
+    batches = FeatureBatches.create(fabric, model, spec, *sets, batch_size=32, seed=0)
     with tempfile.TemporaryDirectory() as run_dir:
-        result, sets = train_on_cached_features(
-            config, model, spec, splits.train, splits.val, pre,
-            run_dir=Path(run_dir), settings=settings, root=cache,
+        result = train_phases(
+            fabric, model, spec, [Phase("head", epochs, 0, lr)], lambda phase: batches,
+            EngineSettings(), folder=RunFolder(Path(run_dir)), run_config={},
         )  # fmt: skip
     return {
         "seconds": time.perf_counter() - start,
@@ -102,16 +108,17 @@ def bench_feature_extract(data: Path, size: int, epochs: int, tb_epochs: int, ca
 
 
 def headstart_train_images_per_s(data: Path, size: int, batches: int) -> float:
-    """Full fine-tuning images/s with the decoded cache + tuned settings, in a loop like the runner.
+    """Full fine-tuning images/s with the decoded cache + tuned settings, in a loop like the engine.
 
-    Mirrors ``training.loop.train_one_epoch``: ``train_mode`` (BatchNorm policy eval), AdamW over
-    ``param_groups``, label smoothing 0.1, one optimizer step per batch of 32.
+    Mirrors ``training.loop.train_epoch``: ``train_mode`` (pretrained BatchNorm statistics), AdamW
+    over ``param_groups``, label smoothing 0.1, one optimizer step per batch of 32.
     """
     from torch import nn
     from torch.utils.data import DataLoader
 
+    from headstart.config import BnStats
     from headstart.data.image_cache import CachedImageDataset, build_decoded_cache
-    from headstart.surgery import BnPolicy, param_groups, set_trainable_stages, train_mode
+    from headstart.surgery import param_groups, set_trainable_stages, train_mode
 
     settings = tuned(size, "train")
     splits = load_splits(data)
@@ -125,7 +132,7 @@ def headstart_train_images_per_s(data: Path, size: int, batches: int) -> float:
     optimizer = torch.optim.AdamW(groups)
     run = settings.prepare_model(model)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
-    train_mode(model, bn=BnPolicy.EVAL)
+    train_mode(model, bn=BnStats.PRETRAINED)
     seen, start = 0, 0.0
     for i, (images, labels) in enumerate(loader):
         if i == 1:

@@ -68,12 +68,9 @@ def payloads() -> dict[str, bytes]:
 def start_server(ref: str, port: int, args: argparse.Namespace) -> subprocess.Popen:
     code = (
         "import sys\n"
-        "from pathlib import Path\n"
-        "from headstart.artifact import load_model\n"
-        "from headstart.inference.exported import load_exported\n"
+        "from headstart.inference.load import load_model\n"
         "from headstart.inference.serve import run_server\n"
-        "ref = sys.argv[1]\n"
-        "loaded = load_exported(ref) if Path(ref).is_file() else load_model(ref)\n"
+        "loaded = load_model(sys.argv[1])\n"
         f"run_server(loaded, port={port}, max_body_bytes={int(MAX_BODY_MB * 1024 * 1024)},"
         f" max_pixels={MAX_PIXELS}, max_concurrency={args.max_concurrency},"
         f" max_batch={args.max_batch}, batch_wait_ms={args.batch_wait_ms}, log_level='warning')\n"

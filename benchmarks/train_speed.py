@@ -1,4 +1,4 @@
-"""`headstart train` (the real CLI and runner) against the textbook loop: training images/s.
+"""`headstart train` (the real CLI and engine) against the textbook loop: training images/s.
 
     uv run python benchmarks/make_fmnist_folders.py /tmp/hs_bench/fmnist_1k --train 1000 --val 300
     uv run python benchmarks/train_speed.py /tmp/hs_bench/fmnist_1k --size 96 --epochs 2

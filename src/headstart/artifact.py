@@ -5,9 +5,8 @@ Loading never unpickles.
 
 from __future__ import annotations
 
+import itertools
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
@@ -15,9 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from headstart.errors import ModelError
+from headstart.files import atomic_write, make_dirs
 from headstart.preprocessing import PreprocessSpec
 
 if TYPE_CHECKING:
+    import torch
     from torch import nn
 
     from headstart.zoo.spec import BackboneSpec
@@ -41,11 +42,13 @@ class LoadedModel:
     """A ready-to-use classifier with everything needed to feed it images.
 
     Attributes:
-        model: The network in eval mode, on the CPU.
+        model: The network in eval mode, on the device it runs on (``load_model_dir`` loads on
+            the CPU; ``headstart.inference.load.load_model`` moves it to the device asked for).
         classes: Class names in output order.
         preprocessing: The preprocessing the model was trained (or pretrained) with.
         name: Canonical zoo name of the architecture.
-        meta: The full ``headstart.json`` content (empty for a zoo model).
+        meta: The full ``headstart.json`` content (empty for a zoo model; the export's
+            description for an exported one).
     """
 
     model: nn.Module
@@ -53,6 +56,16 @@ class LoadedModel:
     preprocessing: PreprocessSpec
     name: str
     meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model runs: the device of its weights (the CPU for a model without any,
+        such as an ONNX Runtime session)."""
+        import torch
+
+        for tensor in itertools.chain(self.model.parameters(), self.model.buffers()):
+            return tensor.device
+        return torch.device("cpu")
 
 
 def library_versions() -> dict[str, str]:
@@ -75,15 +88,15 @@ def save_model_dir(
     preprocessing: PreprocessSpec,
     extra: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``model.safetensors`` and ``headstart.json`` into ``path`` (created if needed).
+    """Write ``model.safetensors`` and ``headstart.json`` into ``path``.
 
-    Both files are written to temporaries and renamed into place, so a crash leaves either the old
-    or the new file, never half of one.
+    Both files are written atomically (``files.atomic_write``), so a crash leaves either the old
+    or the new file, never half of one. Files get mode 0644 and the folders created 0755: a model
+    is made to be shared and served.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
+    path = make_dirs(path)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     meta: dict[str, Any] = {
         "format": FORMAT,
@@ -101,27 +114,9 @@ def save_model_dir(
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     meta.update(extra or {})
-    fd, tmp = tempfile.mkstemp(dir=path, prefix=".model.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata={"format": FORMAT})
-        os.replace(tmp, path / WEIGHTS_FILE)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    _write_text_atomic(path / META_FILE, json.dumps(meta, indent=2, default=str) + "\n")
+    atomic_write(path / WEIGHTS_FILE, save(state, metadata={"format": FORMAT}))
+    atomic_write(path / META_FILE, json.dumps(meta, indent=2, default=str) + "\n")
     return path
-
-
-def _write_text_atomic(target: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def is_model_dir(path: str | Path) -> bool:

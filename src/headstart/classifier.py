@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from headstart.config import DEFAULT_MODEL, TrainConfig, build_config
 from headstart.errors import HeadstartError
+
+if TYPE_CHECKING:
+    from headstart.artifact import LoadedModel
 
 __all__ = ["ImageClassifier"]
 
@@ -65,7 +68,7 @@ class ImageClassifier:
         self.meta_: dict[str, Any] = {"strategy": config.strategy.value}
         return self
 
-    def _loaded(self) -> Any:
+    def _loaded(self) -> LoadedModel:
         from headstart.artifact import LoadedModel
 
         if not hasattr(self, "model_"):

@@ -223,7 +223,7 @@ def build_config(
     return TrainConfig(**values), origin
 
 
-_FIELD_TYPES = {f.name: type(f.default) for f in fields(TrainConfig)}
+_FIELD_TYPES: dict[str, type] = {f.name: type(f.default) for f in fields(TrainConfig)}
 _FIELD_TYPES.update(image_size=int, weights=str)
 
 

@@ -24,7 +24,9 @@ from headstart.training.callbacks import Callback, CallbackList
 if TYPE_CHECKING:
     from lightning.fabric import Fabric
     from torch import nn
+    from torch.utils.data import Dataset
 
+    from headstart.artifact import LoadedModel
     from headstart.data.audit import AuditReport
     from headstart.data.folders import DataSplits, Sample
     from headstart.evaluation.result import EvalResult
@@ -105,7 +107,7 @@ def train_run(
         notes.add(
             f"validation split made from the training images (seed {config.seed}): "
             f"{len(splits.train)} train / {len(splits.val)} val / {len(splits.test)} test; "
-            "saved in splits.json"
+            f"saved in {RunFolder.SPLITS}"
         )
     run.save_splits(splits)
     run.save_data_report(report.to_dict())
@@ -166,12 +168,12 @@ def _audit(splits: DataSplits, config: TrainConfig, notes: _Notes) -> AuditRepor
     if report.num_bad_samples:
         notes.add(
             f"skipping {report.num_bad_samples} of {report.num_samples} images that cannot be "
-            "used; they are listed in data_report.json"
+            f"used; they are listed in {RunFolder.DATA_REPORT}"
         )
     for warning in report.warnings[:5]:
         notes.add(warning)
     if len(report.warnings) > 5:
-        notes.add(f"{len(report.warnings) - 5} more data warning(s) in data_report.json")
+        notes.add(f"{len(report.warnings) - 5} more data warning(s) in {RunFolder.DATA_REPORT}")
     return report
 
 
@@ -255,8 +257,8 @@ class _PhaseData:
         if config.cache:  # decode and resize each image once; epochs read uint8 from disk
             from headstart.data.image_cache import CachedImageDataset
 
-            train: Any = CachedImageDataset(splits.train, pre, config.augment.value)
-            val: Any = CachedImageDataset(splits.val, pre, None)
+            train: Dataset = CachedImageDataset(splits.train, pre, config.augment.value)
+            val: Dataset = CachedImageDataset(splits.val, pre, None)
         else:
             train = ImageDataset(splits.train, build_train_transform(pre, config.augment.value))
             val = ImageDataset(splits.val, build_eval_transform(pre))
@@ -390,7 +392,7 @@ def _note_speed(
 
 
 def _test_metrics(
-    loaded: Any, splits: DataSplits, batch_size: int
+    loaded: LoadedModel, splits: DataSplits, batch_size: int
 ) -> tuple[dict[str, Any] | None, EvalResult | None]:
     """Evaluate on the test split, else on the validation split.
 

@@ -22,7 +22,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -61,6 +61,10 @@ class RunFolder:
     """The files of one run, under ``path``."""
 
     path: Path
+
+    SPLITS: ClassVar[str] = _SPLITS
+    DATA_REPORT: ClassVar[str] = _DATA_REPORT
+    """File names, for messages that point the user at a run's files."""
 
     # ------------------------------------------------------------------------- finding one
 

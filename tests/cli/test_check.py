@@ -46,3 +46,17 @@ def test_missing_or_empty_folder_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     code, out, err = run(["check", str(tmp_path / "empty")])
     assert code == 2 and out == "" and "empty" in err
+
+
+def test_loops_and_hidden_files_are_reported(tmp_path: Path) -> None:
+    data = make_image_folder(tmp_path / "data", classes=("cat", "dog"), n=4)
+    (data / "cat" / "loop").symlink_to("..", target_is_directory=True)
+    (data / "dog" / "._dog_000.png").write_bytes(b"\x00\x05\x16\x07")
+    code, out, err = run(["check", str(data), "--out", str(tmp_path / "report.json")])
+    assert code == 0, err
+    assert "symlink loops (not followed) (1)" in out and "loop" in out
+    assert "1 hidden file(s) with image extensions" in out
+    doc = json.loads((tmp_path / "report.json").read_text())
+    assert doc["counts"]["train"] == {"cat": 3, "dog": 3}
+    assert [b["kind"] for b in doc["bad"]] == ["symlink_loop"]
+    assert doc["ignored"] == [str(data.absolute() / "dog" / "._dog_000.png")]

@@ -9,9 +9,17 @@ from pathlib import Path
 import pytest
 
 from headstart.data import walk
-from headstart.data.audit import BadFile, scan_tree
+from headstart.data.audit import BadFile, audit_tree
 from headstart.data.folders import load_splits
-from headstart.data.walk import Skip, WalkProblem, list_visible, walk_images
+from headstart.data.walk import (
+    Listing,
+    Skip,
+    WalkProblem,
+    list_folder,
+    list_visible,
+    make_fence,
+    walk_images,
+)
 from headstart.errors import DataError
 from tests.conftest import make_image_folder
 
@@ -30,6 +38,9 @@ def test_images_sorted_hidden_skipped_others_reported(tmp_path: Path) -> None:
     (root / ".git").mkdir()
     (root / ".git" / "x.png").write_bytes(b"x")
     (root / "a" / ".hidden.png").write_bytes(b"x")
+    (root / "a" / "._photo.JPG").write_bytes(b"x")  # macOS resource fork
+    (root / "a" / ".DS_Store").write_bytes(b"x")  # hidden, no image extension: silent
+    (root / "a" / ".thumbs.png").mkdir()  # a hidden folder: silent
     (root / "a" / "notes.txt").write_text("x")
     (root / "a" / "gone.jpg").symlink_to(root / "nowhere.jpg")
     os.mkfifo(root / "a" / "pipe.png")
@@ -40,7 +51,9 @@ def test_images_sorted_hidden_skipped_others_reported(tmp_path: Path) -> None:
         "a/deep/deeper/z.PNG",
         "b/b_000.png",
     ]
-    assert problems == [  # in walk order
+    assert problems == [  # in walk order; a folder's hidden image files when it is listed
+        (Skip.HIDDEN, "a/._photo.JPG"),
+        (Skip.HIDDEN, "a/.hidden.png"),
         (Skip.NOT_FILE, "a/gone.jpg"),
         (Skip.NOT_IMAGE, "a/notes.txt"),
         (Skip.NOT_FILE, "a/pipe.png"),
@@ -61,14 +74,14 @@ def test_folder_links_are_followed_once(tmp_path: Path) -> None:
 def locked_cat(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A flat data folder whose ``cat`` folder cannot be listed by the walk (also as root)."""
     root = make_image_folder(tmp_path / "d", n=1)
-    real = walk.list_visible
+    real = walk.list_folder
 
-    def list_visible_or_deny(folder: Path) -> list[Path]:
+    def list_folder_or_deny(folder: Path) -> Listing:
         if folder.name == "cat":
             raise PermissionError(errno.EACCES, "Permission denied", str(folder))
         return real(folder)
 
-    monkeypatch.setattr(walk, "list_visible", list_visible_or_deny)
+    monkeypatch.setattr(walk, "list_folder", list_folder_or_deny)
     return root
 
 
@@ -89,7 +102,7 @@ def test_unlistable_folder_is_reported_and_may_stop_the_walk(locked_cat: Path) -
 def test_load_splits_raises_and_the_audit_records(locked_cat: Path) -> None:
     with pytest.raises(DataError, match=r"cannot list folder .*cat: Permission denied\."):
         load_splits(locked_cat)
-    tree = scan_tree(locked_cat)
+    tree = audit_tree(locked_cat)
     cat = str(locked_cat / "cat")
     assert BadFile(cat, "permission denied listing folder.", "unreadable") in tree.bad
     assert tree.images["train"] == {"cat": [], "dog": [str(locked_cat / "dog" / "dog_000.png")]}
@@ -102,3 +115,37 @@ def test_list_visible_raises_os_errors(tmp_path: Path) -> None:
     assert list_visible(tmp_path) == [tmp_path / "a", tmp_path / "b"]
     with pytest.raises(OSError):
         list_visible(tmp_path / "missing")
+
+
+def test_list_folder_keeps_hidden_image_files_apart(tmp_path: Path) -> None:
+    for name in ("b.png", "._b.png", ".a.jpeg", ".DS_Store", "notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / ".git.png").mkdir()
+    listing = list_folder(tmp_path)
+    assert listing.visible == [tmp_path / "b.png", tmp_path / "notes.txt"]
+    assert listing.hidden_images == [tmp_path / "._b.png", tmp_path / ".a.jpeg"]
+
+
+def test_folder_links_back_into_the_data_are_never_walked(tmp_path: Path) -> None:
+    root = make_image_folder(tmp_path / "d", classes=("a", "b"), n=2)
+    make_image_folder(tmp_path / "elsewhere", classes=("x",), n=3)
+    for name, target in {"loop": "..", "up": "../..", "self": ".", "to_b": "../b"}.items():
+        (root / "a" / name).symlink_to(target, target_is_directory=True)
+    (root / "a" / "out").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    fence = make_fence(root, [root])
+    problems: list[WalkProblem] = []
+    images = walk_images(root / "a", on_problem=problems.append, fence=fence)
+    assert [str(p.relative_to(root / "a")) for p in images] == [
+        "a_000.png",
+        "a_001.png",
+        "out/x/x_000.png",
+        "out/x/x_001.png",
+        "out/x/x_002.png",
+    ]
+    loops = {p.path.name: p.reason for p in problems}
+    assert {p.kind for p in problems} == {Skip.LOOP}
+    assert sorted(loops) == ["loop", "self", "to_b", "up"]
+    assert loops["loop"].startswith(f"folder link to {root}, ") and "(a loop)" in loops["loop"]
+    assert loops["to_b"].startswith(f"folder link to {root / 'b'}, ")
+    assert all("not followed" in reason for reason in loops.values())
+    assert len(walk_images(root / "a", on_problem=lambda p: None)) > 5  # no fence: walked

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from headstart.evaluation import plots
+from headstart.files import FILE_MODE
 from tests.conftest import write_image
 
 
@@ -30,11 +31,6 @@ def _history(phases: list[str]) -> list[dict[str, str]]:
          "lr": str(1e-3 if p == "head" else 1e-4), "seconds": "1.0", "images_per_s": "10"}
         for e, p in enumerate(phases, start=1)
     ]  # fmt: skip
-
-
-def test_normalize_rows_keeps_empty_rows_zero() -> None:
-    cm = np.array([[3, 1], [0, 0]])
-    np.testing.assert_allclose(plots.normalize_rows(cm), [[0.75, 0.25], [0.0, 0.0]])
 
 
 @pytest.mark.parametrize("normalize", [False, True])
@@ -106,3 +102,10 @@ def test_reliability_diagram(tmp_path: Path) -> None:
     acc = np.where(counts > 0, 0.6, 0.0)
     conf = np.where(counts > 0, [0.7 if i == 10 else 0.97 for i in range(15)], 0.0)
     _assert_png(plots.plot_reliability(edges, acc, conf, counts, tmp_path / "cal.png", ece=0.3))
+
+
+def test_pictures_are_written_atomically(tmp_path: Path) -> None:
+    path = plots.plot_top_confusions([("cat", "dog", 3)], tmp_path / "new" / "pairs.png")
+    assert list(path.parent.iterdir()) == [path]  # no temporary file left beside it
+    assert path.stat().st_mode & 0o777 == FILE_MODE
+    _assert_png(path)

@@ -1,4 +1,4 @@
-"""The evaluation report: files, contents, calibration, self-contained HTML (and a real browser)."""
+"""The evaluation report: files, contents, atomic writes, self-contained HTML, a real browser."""
 
 from __future__ import annotations
 
@@ -15,15 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from headstart.data.folders import DataSplits, Sample
+import headstart.files
 from headstart.evaluation.metrics import summarize
-from headstart.evaluation.report import (
-    calibration_bins,
-    expected_calibration_error,
-    summarize_data,
-    top_confused_pairs,
-    write_report,
-)
+from headstart.evaluation.report import write_report
 from headstart.evaluation.result import EvalResult
 
 ALWAYS = (
@@ -55,61 +49,6 @@ def _check_self_contained(text: str, num_images: int) -> None:
     assert not re.search(r"""(src|href)\s*=\s*(?!["']?data:)""", text)
     assert "file:" not in text
     assert text.count('src="data:image/png;base64,') == num_images
-
-
-# ----------------------------------------------------------------------------- calibration
-
-
-def test_ece_is_zero_for_perfect_calibration() -> None:
-    conf = [0.8] * 10 + [0.3] * 10
-    correct = [True] * 8 + [False] * 2 + [True] * 3 + [False] * 7
-    assert expected_calibration_error(conf, correct) == pytest.approx(0.0, abs=1e-12)
-
-
-def test_ece_of_constant_overconfidence() -> None:
-    conf = np.full(10, 0.9)
-    correct = np.array([True] * 6 + [False] * 4)
-    assert expected_calibration_error(conf, correct) == pytest.approx(0.3)
-
-
-def test_ece_weights_bins_by_count() -> None:
-    # bin of 0.95: 3 images, accuracy 1/3 (gap 0.6167); bin of 0.5: 1 image, correct (gap 0.5)
-    conf = [0.95, 0.95, 0.95, 0.5]
-    correct = [True, False, False, True]
-    expected = 3 / 4 * abs(1 / 3 - 0.95) + 1 / 4 * abs(1 - 0.5)
-    assert expected_calibration_error(conf, correct) == pytest.approx(expected)
-
-
-def test_calibration_bins_edges() -> None:
-    cal = calibration_bins([0.0, 1.0, 1 / 15 + 1e-9], [True, True, False], n_bins=15)
-    assert len(cal.edges) == 16 and cal.counts.sum() == 3
-    assert cal.counts[0] == 1 and cal.counts[1] == 1 and cal.counts[14] == 1
-    with pytest.raises(ValueError):
-        calibration_bins([0.5], [True, False])
-
-
-# ----------------------------------------------------------------------------- helpers
-
-
-def test_top_confused_pairs() -> None:
-    cm = np.array([[5, 2, 0], [4, 5, 1], [0, 0, 9]])
-    assert top_confused_pairs(cm, ["a", "b", "c"], k=2) == [("b", "a", 4), ("a", "b", 2)]
-    assert top_confused_pairs(np.eye(3, dtype=int), ["a", "b", "c"]) == []
-
-
-def test_summarize_data_from_splits_and_dicts() -> None:
-    splits = DataSplits(
-        classes=("cat", "dog"),
-        train=(Sample("a", 0), Sample("b", 1), Sample("c", 1)),
-        val=(Sample("d", 0),),
-        test=(),
-        origin={},
-    )
-    assert summarize_data(splits, splits.classes) == {
-        "train": {"cat": 1, "dog": 2}, "val": {"cat": 1, "dog": 0}, "test": {"cat": 0, "dog": 0},
-    }  # fmt: skip
-    assert summarize_data({"train": {"cat": 3}}, ["cat"]) == {"train": {"cat": 3}}
-    assert summarize_data(None, ["cat"]) == {}
 
 
 # ----------------------------------------------------------------------------- whole reports
@@ -204,6 +143,24 @@ def test_report_without_image_paths(tmp_path: Path) -> None:
         assert list(csv.DictReader(f))[0]["predicted"] == "c"
 
 
+def test_every_file_is_written_atomically(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, image_folder_factory: Callable[..., Path]
+) -> None:
+    """Each file of the report is renamed into place by the one atomic write, mode 0644."""
+    renamed: list[Path] = []
+    monkeypatch.setattr(headstart.files, "_before_rename", renamed.append)
+    classes = ["cat", "dog"]
+    paths = _image_paths(tmp_path / "data", classes, 2, image_folder_factory)
+    logits = np.array([[2.0, 0.0], [0.0, 1.0], [0.0, 3.0], [1.0, 0.0]])
+    history = list(csv.DictReader(io.StringIO(HISTORY)))
+    out = tmp_path / "out"
+    write_report(out, _result(logits, [0, 0, 1, 1], classes, paths), classes, history=history)
+    written = sorted(p for p in out.iterdir())
+    assert sorted(renamed) == written and len(written) == len(ALWAYS) + 3
+    assert {p.stat().st_mode & 0o777 for p in written} == {headstart.files.FILE_MODE}
+    assert out.stat().st_mode & 0o777 == headstart.files.DIR_MODE
+
+
 # ----------------------------------------------------------------------------- browser
 
 
@@ -232,18 +189,3 @@ def test_report_renders_in_headless_chromium(hundred_class_report: Path, tmp_pat
     assert f'data-image-count="{images}"' in done.stdout
     assert 'data-images-loaded="true"' in done.stdout
     assert "class_042" in done.stdout
-
-
-def test_training_summary_reads_the_last_epoch() -> None:
-    from headstart.evaluation.report import training_summary
-
-    rows = [
-        {"epoch": "1", "train_loss": "1.0", "train_acc": "0.5", "val_loss": "0.9", "val_acc": "0.6",
-         "val_f1": "0.55"},
-        {"epoch": "2", "train_loss": "0.5", "train_acc": "0.8", "val_loss": "0.7", "val_acc": "0.7",
-         "val_f1": "0.65"},
-    ]  # fmt: skip
-    summary = training_summary(rows)
-    assert summary["train"] == {"epoch": 2.0, "loss": 0.5, "acc": 0.8}
-    assert summary["val"] == {"epoch": 2.0, "loss": 0.7, "acc": 0.7, "f1": 0.65}
-    assert training_summary([]) == {}

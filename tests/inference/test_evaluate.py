@@ -5,22 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
 from headstart.artifact import LoadedModel
 from headstart.data.folders import load_eval_samples
 from headstart.errors import DataError
 from headstart.inference.evaluate import evaluate_samples
+from tests.inference.helpers import tiny_loaded
 
 
 def _loaded() -> LoadedModel:
-    from headstart.surgery import replace_head
-    from headstart.zoo import create_backbone
-
-    torch.manual_seed(0)
-    model, spec = create_backbone("timm:test_resnet", pretrained=False)
-    model = replace_head(model, spec, 2).eval()
-    return LoadedModel(model, ("a", "b"), spec.preprocessing.with_size(32), spec.name)
+    return tiny_loaded(("a", "b"))
 
 
 def test_unreadable_images_are_left_out_not_replaced(tmp_path: Path, image_folder_factory) -> None:

@@ -15,30 +15,21 @@ from headstart.artifact import LoadedModel  # noqa: E402
 from headstart.inference import export  # noqa: E402
 from headstart.inference.export import (  # noqa: E402
     ParityError,
+    build_onnx,
     check_parity,
     export_model,
-    export_onnx,
     parity_images,
 )
-from headstart.inference.exported import load_exported, load_onnx  # noqa: E402
+from headstart.inference.exported import load_exported, load_exported_bytes  # noqa: E402
 from headstart.inference.predict import predict_files  # noqa: E402
+from tests.inference.helpers import tiny_loaded  # noqa: E402
 
 CLASSES = ("cat", "dog", "fox")
 
 
-def make_loaded(name: str, *, pretrained: bool, size: int) -> LoadedModel:
-    from headstart.surgery import replace_head
-    from headstart.zoo import create_backbone
-
-    torch.manual_seed(0)
-    model, spec = create_backbone(name, pretrained=pretrained)
-    model = replace_head(model, spec, len(CLASSES)).eval()
-    return LoadedModel(model, CLASSES, spec.preprocessing.with_size(size), spec.name)
-
-
 @pytest.fixture(scope="module")
 def tiny() -> LoadedModel:
-    return make_loaded("timm:test_resnet", pretrained=False, size=32)
+    return tiny_loaded(CLASSES)
 
 
 @pytest.mark.parametrize(
@@ -51,19 +42,21 @@ def tiny() -> LoadedModel:
 def test_export_parity(
     name: str, pretrained: bool, formats: tuple[str, ...], tmp_path: Path
 ) -> None:
-    loaded = make_loaded(name, pretrained=pretrained, size=64)
+    loaded = tiny_loaded(CLASSES, name=name, pretrained=pretrained, size=64)
     for fmt in formats:
         out = tmp_path / f"model.{fmt}"
-        result = export_model("unused", fmt=fmt, out=out, loaded=loaded, num_images=4)
+        result = export_model(loaded, fmt=fmt, out=out, num_images=4)
         assert result.path == out and out.is_file()
+        assert out.stat().st_mode & 0o777 == 0o644
         assert result.parity.passed and result.parity.top1_agreement == 1.0
         assert result.parity.max_abs_diff < 1e-3 and result.parity.images == "generated"
         assert not list(tmp_path.glob(".*.tmp")), "no temporary file is left behind"
 
 
 def test_onnx_metadata_round_trip(tiny: LoadedModel, tmp_path: Path) -> None:
-    path = export_onnx(tiny, tmp_path / "m.onnx", dynamic_batch=False)
-    back = load_onnx(path)
+    path = tmp_path / "m.onnx"
+    path.write_bytes(build_onnx(tiny, dynamic_batch=False))
+    back = load_exported(path)
     assert back.classes == CLASSES and back.name == tiny.name
     assert back.preprocessing == tiny.preprocessing
     import onnx
@@ -74,23 +67,23 @@ def test_onnx_metadata_round_trip(tiny: LoadedModel, tmp_path: Path) -> None:
     )
     images, _ = parity_images(tiny, count=3)
     # a fixed batch of 1 still serves a batch of 3 (run in chunks)
-    assert check_parity(tiny, path, images).passed
+    assert check_parity(tiny, back, images).passed
 
 
 def test_broken_export_fails_and_writes_nothing(
     tiny: LoadedModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(loaded: LoadedModel, path: Path, **kw: object) -> Path:
+    def broken(loaded: LoadedModel, *, opset: int, dynamic_batch: bool) -> bytes:
         bad = copy.deepcopy(loaded.model)
         with torch.no_grad():
             next(bad.parameters()).mul_(1.5)
         patched = LoadedModel(bad, loaded.classes, loaded.preprocessing, loaded.name)
-        return export_onnx(patched, path, **kw)
+        return build_onnx(patched, opset=opset, dynamic_batch=dynamic_batch)
 
-    monkeypatch.setitem(export._EXPORTERS, "onnx", broken)
-    out = tmp_path / "m.onnx"
+    monkeypatch.setattr(export, "build_onnx", broken)
+    out = tmp_path / "sub" / "m.onnx"
     with pytest.raises(ParityError, match="does not match"):
-        export_model("unused", out=out, loaded=tiny, num_images=4)
+        export_model(tiny, out=out, num_images=4)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -101,7 +94,7 @@ def test_predict_with_exported_files(tiny: LoadedModel, tmp_path: Path) -> None:
     files = sorted(data.rglob("*.png"))
     expected = predict_files(tiny, files, topk=2)
     for fmt in ("onnx", "torchscript"):
-        result = export_model("unused", fmt=fmt, out=tmp_path / f"m.{fmt}", loaded=tiny)
+        result = export_model(tiny, fmt=fmt, out=tmp_path / f"m.{fmt}")
         exported = load_exported(result.path)
         got = predict_files(exported, files, topk=2)
         assert [p.labels for p in got] == [p.labels for p in expected]
@@ -126,3 +119,39 @@ def test_export_a_trained_run_uses_its_validation_split(tmp_path: Path) -> None:
     assert result.path == tmp_path / "run" / "model" / "model.onnx"
     assert result.parity.images == "validation split" and result.parity.num_images == 6
     assert load_exported(result.path).classes == CLASSES
+
+
+def test_export_is_checked_from_memory_then_written_once(
+    tiny: LoadedModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The parity check runs on the bytes; the only write is the final atomic one."""
+    writes: list[Path] = []
+    real = export.atomic_write
+
+    def counting(path: Path, content: bytes) -> Path:
+        assert not path.exists()
+        writes.append(path)
+        return real(path, content)
+
+    monkeypatch.setattr(export, "atomic_write", counting)
+    out = tmp_path / "m.ts"
+    result = export_model(tiny, fmt="torchscript", out=out, num_images=2)
+    assert writes == [out] and list(tmp_path.iterdir()) == [out]
+    assert load_exported_bytes(out.read_bytes()).classes == CLASSES
+    assert result.parity.passed
+
+
+def test_export_errors_say_what_to_do(tiny: LoadedModel, tmp_path: Path) -> None:
+    from headstart.errors import ModelError
+
+    with pytest.raises(ModelError, match="pass --out FILE"):
+        export_model(tiny)
+    with pytest.raises(ModelError, match="unknown export format 'tflite'"):
+        export_model(tiny, fmt="tflite", out=tmp_path / "m")
+    with pytest.raises(ModelError, match="tolerance must be positive"):
+        export_model(tiny, out=tmp_path / "m.onnx", tolerance=0)
+    done = export_model(tiny, out=tmp_path / "m.onnx", num_images=2).path
+    with pytest.raises(ModelError, match="already an exported file"):
+        export_model(done, out=tmp_path / "again.onnx")
+    with pytest.raises(ModelError, match="is an exported model"):
+        export_model(load_exported(done), out=tmp_path / "again.onnx")

@@ -26,20 +26,12 @@ pytest.importorskip("uvicorn")
 
 from headstart.artifact import LoadedModel  # noqa: E402
 from headstart.errors import ConfigError  # noqa: E402
+from headstart.inference.batcher import WORKER_NAME  # noqa: E402
 from headstart.inference.predict import predict_files  # noqa: E402
-from headstart.inference.serve import WORKER_NAME, create_app  # noqa: E402
+from headstart.inference.serve import create_app  # noqa: E402
+from tests.inference.helpers import tiny_loaded  # noqa: E402
 
 CLASSES = ("cat", "dog", "fox")
-
-
-def _tiny_loaded() -> LoadedModel:
-    from headstart.surgery import replace_head
-    from headstart.zoo import create_backbone
-
-    torch.manual_seed(0)
-    model, spec = create_backbone("timm:test_resnet", pretrained=False)
-    model = replace_head(model, spec, len(CLASSES)).eval()
-    return LoadedModel(model, CLASSES, spec.preprocessing.with_size(32), spec.name)
 
 
 def png_bytes(size: tuple[int, int] = (40, 30), seed: int = 0) -> bytes:
@@ -107,7 +99,7 @@ def multipart(files: list[tuple[str, str, bytes]]) -> tuple[bytes, str]:
 
 @pytest.fixture(scope="module")
 def loaded() -> LoadedModel:
-    return _tiny_loaded()
+    return tiny_loaded(CLASSES)
 
 
 @pytest.fixture(scope="module", params=[1, 16], ids=["unbatched", "batched"])

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+if TYPE_CHECKING:
+    from headstart.data.audit import AuditReport
+
 _MAX_LISTED = 20
+_LOAD_SPLITS_LOGGERS = ("headstart.data.folders", "headstart.data.class_folders")
 
 
 def check(
@@ -51,15 +57,10 @@ def check(
     from headstart.data.images import DEFAULT_MAX_PIXELS
     from headstart.errors import DataError
 
-    folders_log = logging.getLogger("headstart.data.folders")
-    level = folders_log.level
-    folders_log.setLevel(logging.ERROR)  # the report below lists what load_splits would log
-    try:
+    with _quiet_load_splits():  # the report below lists what load_splits would log
         report = audit_folder(
             data, max_pixels=max_pixels or DEFAULT_MAX_PIXELS, min_size=min_size, workers=workers
         )
-    finally:
-        folders_log.setLevel(level)
     if report.num_samples or report.bad:
         print_report(report)
     if out is not None:
@@ -71,8 +72,22 @@ def check(
     console.print("the data can be used for training", style="green")
 
 
-def print_report(report: Any) -> None:
-    """Print an ``AuditReport``: class counts, bad files by kind, duplicates, leaks, warnings."""
+@contextlib.contextmanager
+def _quiet_load_splits() -> Iterator[None]:
+    """Log only errors from ``load_splits`` and the class folders it reads, then restore."""
+    loggers = [logging.getLogger(name) for name in _LOAD_SPLITS_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+def print_report(report: AuditReport) -> None:
+    """Print an audit report: class counts, bad files by kind, duplicates, leaks, warnings."""
     from rich.table import Table
 
     from headstart.cli.console import out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from rich.console import Console
@@ -10,7 +11,7 @@ out = Console(highlight=False, soft_wrap=True, markup=False)  # paths may hold [
 err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
 
 
-def epoch_line(row: dict[str, Any], total_epochs: int) -> str:
+def epoch_line(row: Mapping[str, Any], total_epochs: int) -> str:
     """One line per epoch: phase, train and val loss/accuracy, time and speed."""
     parts = [
         f"epoch {row['epoch']:>2}/{total_epochs}",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -124,7 +124,7 @@ def _write_report(
     )  # fmt: skip
 
 
-def _print_table(metrics: dict, classes: tuple[str, ...]) -> None:
+def _print_table(metrics: dict[str, Any], classes: tuple[str, ...]) -> None:
     from rich.table import Table
 
     from headstart.cli.console import out

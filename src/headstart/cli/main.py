@@ -49,9 +49,9 @@ def _usage_error(exc: Exception) -> None:
     ctx = getattr(exc, "ctx", None)
     command = getattr(ctx, "command_path", "") or "headstart"
     hint = f" (see '{command} --help')"
-    message = " ".join(exc.format_message().split())
+    message = " ".join(exc.format_message().split())  # type: ignore[attr-defined]
     typer.echo(f"error: {message}{hint}", err=True)
-    raise SystemExit(exc.exit_code)
+    raise SystemExit(exc.exit_code)  # type: ignore[attr-defined]
 
 
 def main(argv: list[str] | None = None) -> None:

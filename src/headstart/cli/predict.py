@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from headstart.cli.options import BatchSize, Json, ModelRef
+
+if TYPE_CHECKING:
+    from headstart.inference.predict import Prediction
 
 
 def predict(
@@ -26,11 +29,10 @@ def predict(
     from headstart.data.folders import list_images
     from headstart.inference.load import load_model
     from headstart.inference.predict import predict_files
+    from headstart.speed import keep_freed_memory
 
     files = list_images(paths)
     loaded = load_model(ref)
-    from headstart.speed import keep_freed_memory
-
     with keep_freed_memory():  # no page faults for every batch's activations
         predictions = predict_files(loaded, files, topk=topk, batch_size=batch_size)
     if all(p.error is not None for p in predictions):
@@ -47,7 +49,7 @@ def predict(
     _print_table(predictions)
 
 
-def _print_table(predictions: list) -> None:
+def _print_table(predictions: list[Prediction]) -> None:
     from rich.table import Table
 
     from headstart.cli.console import err, out

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from headstart.config import Augment, BnStats, Optimizer, Strategy, TrainConfig
 from headstart.training.callbacks import BatchEnd, Callback
 
+if TYPE_CHECKING:
+    from rich.progress import TaskID
+
+    from headstart.pipeline import RunResult
+
 _D = TrainConfig()
 
 
+# long: typer reads the options from this signature; the body is a dozen lines
 def train(
     ctx: typer.Context,
     data: Annotated[
@@ -182,7 +188,7 @@ class _Progress(Callback):
             console=err,
             transient=True,
         )
-        self.task: Any = None
+        self.task: TaskID | None = None
 
     def on_batch_end(self, batch: BatchEnd) -> None:
         if self.task is None:
@@ -208,7 +214,7 @@ class _Progress(Callback):
         err.print(f"note: {message}")
 
 
-def run_with_progress(cfg: TrainConfig, fit: Callable[[list[Callback]], Any]) -> Any:
+def run_with_progress(cfg: TrainConfig, fit: Callable[[list[Callback]], RunResult]) -> RunResult:
     """Run ``fit(callbacks)`` with a progress bar (images/s) and one printed line per epoch."""
     from headstart.cli.console import out
 
@@ -218,7 +224,7 @@ def run_with_progress(cfg: TrainConfig, fit: Callable[[list[Callback]], Any]) ->
         return fit([progress])
 
 
-def print_summary(result: Any) -> None:
+def print_summary(result: RunResult) -> None:
     """Print the best epoch, test metrics and where the run was written."""
     from headstart.cli.console import out
 

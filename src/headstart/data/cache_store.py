@@ -96,4 +96,3 @@ def read_entry(folder: Path) -> dict[str, Any] | None:
 def write_entry_meta(folder: Path, meta: dict[str, Any]) -> None:
     """Mark an entry complete by writing its metadata last (atomically)."""
     atomic_write(folder / _META, json.dumps(meta))
-

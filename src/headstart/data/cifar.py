@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from headstart.errors import DataError
-from headstart.files import cache_dir
+from headstart.files import atomic_write, cache_dir
 
 __all__ = ["CIFAR10_MD5", "CIFAR10_URL", "default_cache_dir", "prepare_cifar10"]
 
@@ -153,7 +153,7 @@ def _write_png_folders(batches: Path, folder: Path) -> None:
             if (folder / split).exists():
                 shutil.rmtree(folder / split)  # left by an interrupted run (no marker)
             os.replace(tmp / split, folder / split)
-        (folder / _MARKER).write_text("ok\n")
+        atomic_write(folder / _MARKER, "ok\n")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

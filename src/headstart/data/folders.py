@@ -1,4 +1,4 @@
-"""Class-per-folder datasets: scanning, deterministic stratified splits and split files.
+"""Class-per-folder datasets: layouts, deterministic stratified splits and split files.
 
 Layouts accepted by ``load_splits``:
 
@@ -7,8 +7,8 @@ Layouts accepted by ``load_splits``:
 * ``DATA/<class>/*``: one folder of class folders, split into train/val(/test).
 * ``cifar10``: the built-in CIFAR-10 (downloaded once into the cache).
 
-Files are only read, never written. Hidden files and folders are skipped; folder symlinks are
-followed once (a loop is never walked twice).
+Files are only read, never written; ``class_folders`` reads the class folders (hidden entries
+skipped, folder links followed once and never back into the data folder).
 """
 
 from __future__ import annotations
@@ -23,8 +23,15 @@ from typing import Any
 
 import numpy as np
 
+from headstart.data.class_folders import (
+    check_data_folder,
+    find_images,
+    list_class_images,
+    report_skipped,
+    visible_entries,
+)
 from headstart.data.images import IMAGE_EXTENSIONS, is_image_file
-from headstart.data.walk import Skip, WalkProblem, list_visible, walk_images
+from headstart.data.walk import Fence, make_fence
 from headstart.errors import DataError
 
 __all__ = [
@@ -41,7 +48,6 @@ log = logging.getLogger(__name__)
 
 VAL_NAMES = ("val", "valid", "validation")
 _SPLITS_FORMAT = "headstart-splits"
-_LAYOUT_HINT = "use DATA/<class>/<image> or DATA/train/<class>/<image> + DATA/val/<class>/<image>"
 
 
 @dataclass(frozen=True)
@@ -79,94 +85,6 @@ class DataSplits:
                 per_class[sample.label] += 1
             result[name] = per_class
         return result
-
-
-# ----------------------------------------------------------------------------- scanning
-
-
-def _visible_entries(folder: Path) -> list[Path]:
-    try:
-        return list_visible(folder)
-    except OSError as exc:
-        raise _cannot_list(folder, exc) from None
-
-
-def _cannot_list(folder: Path, exc: OSError | None) -> DataError:
-    reason = (exc.strerror or exc) if exc is not None else "unknown error"
-    return DataError(f"cannot list folder {folder}: {reason}.")
-
-
-def _walk_images(folder: Path, skipped: list[Path]) -> list[Path]:
-    """Return the image files under ``folder`` (recursive, sorted); append skipped files.
-
-    Raises:
-        DataError: A folder under ``folder`` cannot be listed.
-    """
-
-    def on_problem(problem: WalkProblem) -> None:
-        if problem.kind is Skip.UNLISTABLE:
-            raise _cannot_list(problem.path, problem.error) from None
-        if problem.kind is Skip.REVISIT:
-            log.info(
-                "skipping %s: folder already scanned (symlink loop or duplicate)", problem.path
-            )
-        else:
-            skipped.append(problem.path)
-
-    return walk_images(folder, on_problem=on_problem)
-
-
-def _report_skipped(root: Path, skipped: list[Path]) -> None:
-    if skipped:
-        examples = ", ".join(p.name for p in skipped[:3])
-        log.warning(
-            "skipped %d non-image file(s) under %s (e.g. %s); images need one of: %s",
-            len(skipped),
-            root,
-            examples,
-            " ".join(IMAGE_EXTENSIONS),
-        )
-
-
-def _check_folder(root: Path) -> None:
-    if not root.exists():
-        raise DataError(f"data folder {root} does not exist; check the path ({_LAYOUT_HINT}).")
-    if not root.is_dir():
-        raise DataError(f"data path {root} is not a folder; {_LAYOUT_HINT}.")
-
-
-def scan_class_folders(root: Path) -> dict[str, list[Path]]:
-    """Map each class folder name under ``root`` to its sorted image files.
-
-    Raises:
-        DataError: ``root`` is missing, empty, holds loose images instead of class folders, or a
-            class folder holds no images.
-    """
-    _check_folder(root)
-    entries = _visible_entries(root)
-    class_dirs = [p for p in entries if p.is_dir()]
-    loose = [p for p in entries if p.is_file() and is_image_file(p)]
-    if not class_dirs:
-        if loose:
-            raise DataError(
-                f"images lie directly in {root} ({len(loose)} found) without class folders; move "
-                f"them into one folder per class, e.g. {root}/cat/1.jpg, {root}/dog/2.jpg."
-            )
-        raise DataError(f"data folder {root} is empty; {_LAYOUT_HINT}.")
-    if loose:
-        log.warning(
-            "ignoring %d image(s) lying directly in %s, outside class folders", len(loose), root
-        )
-    skipped: list[Path] = []
-    classes = {d.name: _walk_images(d, skipped) for d in class_dirs}
-    _report_skipped(root, skipped)
-    for name, images in classes.items():
-        if not images:
-            raise DataError(
-                f"class folder {root / name} holds no images ({', '.join(IMAGE_EXTENSIONS)}); "
-                "add images or remove the folder."
-            )
-    return classes
 
 
 def _require_two_classes(root: Path, classes: Iterable[str]) -> None:
@@ -264,7 +182,7 @@ def _samples(per_class: dict[str, list[Path]], classes: Sequence[str]) -> tuple[
 
 def _find_split_dirs(root: Path) -> dict[str, Path]:
     """Return the ``train``/``val``/``test`` folders present in ``root`` (no class folders)."""
-    names = {p.name: p for p in _visible_entries(root) if p.is_dir()}
+    names = {p.name: p for p in visible_entries(root) if p.is_dir()}
     found = {"train": names.get("train"), "test": names.get("test")}
     vals = [names[n] for n in VAL_NAMES if n in names]
     if len(vals) > 1:
@@ -308,7 +226,7 @@ def load_splits(
             )
         log.info("using the folder %s, not the built-in cifar10 dataset", root.absolute())
     root = root.absolute()
-    _check_folder(root)
+    check_data_folder(root)
     dirs = _find_split_dirs(root)
     if "train" in dirs:
         return _load_split_layout(root, dirs, val_fraction, test_fraction, seed)
@@ -324,7 +242,7 @@ def load_splits(
 def _load_flat_layout(
     root: Path, val_fraction: float, test_fraction: float, seed: int
 ) -> DataSplits:
-    per_class = scan_class_folders(root)
+    per_class = list_class_images(root)
     _require_two_classes(root, per_class)
     classes = tuple(sorted(per_class))
     train, val, test = stratified_split(
@@ -346,13 +264,16 @@ def _load_flat_layout(
 def _load_split_layout(
     root: Path, dirs: dict[str, Path], val_fraction: float, test_fraction: float, seed: int
 ) -> DataSplits:
-    others = [p.name for p in _visible_entries(root) if p not in dirs.values()]
+    others = [p.name for p in visible_entries(root) if p not in dirs.values()]
     if others:
         log.warning("ignoring %s in %s (only train, val, test are read)", ", ".join(others), root)
-    train_per_class = scan_class_folders(dirs["train"])
+    fence = make_fence(root, dirs.values())
+    train_per_class = list_class_images(dirs["train"], fence)
     _require_two_classes(dirs["train"], train_per_class)
     classes = tuple(sorted(train_per_class))
-    held = {name: _scan_subset(dirs[name], classes) for name in ("val", "test") if name in dirs}
+    held = {
+        name: _scan_subset(dirs[name], classes, fence) for name in ("val", "test") if name in dirs
+    }
     carve_val = 0.0 if "val" in dirs else val_fraction
     carve_test = 0.0 if "test" in dirs else test_fraction
     if "test" in dirs and test_fraction > 0:
@@ -382,9 +303,11 @@ def _load_split_layout(
     return DataSplits(classes, train, val, test, origin)
 
 
-def _scan_subset(folder: Path, classes: Sequence[str]) -> tuple[Sample, ...]:
+def _scan_subset(
+    folder: Path, classes: Sequence[str], fence: Fence | None = None
+) -> tuple[Sample, ...]:
     """Scan a val/test folder whose class folders must all be training classes."""
-    per_class = scan_class_folders(folder)
+    per_class = list_class_images(folder, fence)
     unknown = sorted(set(per_class) - set(classes))
     if unknown:
         raise DataError(
@@ -403,7 +326,7 @@ def _load_cifar10(
     from headstart.data.cifar import prepare_cifar10
 
     folder = prepare_cifar10(cache_dir)
-    train_per_class = scan_class_folders(folder / "train")
+    train_per_class = list_class_images(folder / "train")
     classes = tuple(sorted(train_per_class))
     train, val, _ = stratified_split(
         train_per_class, classes, val_fraction=val_fraction, test_fraction=0.0, seed=seed
@@ -478,17 +401,20 @@ def load_eval_samples(
         DataError: A class folder is not one of the model's classes, or the folder cannot be used.
     """
     root = Path(data).expanduser()
+    fence = None
     if str(data) == "cifar10" and not root.exists():
         from headstart.data.cifar import prepare_cifar10
 
         folder = prepare_cifar10(cache_dir) / "test"
     else:
         root = root.absolute()
-        _check_folder(root)
+        check_data_folder(root)
         dirs = _find_split_dirs(root)
         folder = dirs.get("test") or dirs.get("val") or root
+        splits = list(dict.fromkeys([folder, *dirs.values()])) if folder != root else [root]
+        fence = make_fence(root, splits)
     log.info("evaluating on images in %s", folder)
-    per_class = scan_class_folders(folder)
+    per_class = list_class_images(folder, fence)
     unknown = sorted(set(per_class) - set(classes))
     if unknown:
         raise DataError(
@@ -513,8 +439,8 @@ def list_images(paths: str | Path | Iterable[str | Path]) -> list[Path]:
         path = Path(item).expanduser()
         if path.is_dir():
             skipped: list[Path] = []
-            found += _walk_images(path, skipped)
-            _report_skipped(path, skipped)
+            found += find_images(path, skipped)
+            report_skipped(path, skipped)
         elif path.is_file():
             if not is_image_file(path):
                 raise DataError(

@@ -6,25 +6,38 @@ the targets has recall (per-class accuracy) 0, and F1 is 0 when precision and re
 ``macro_f1`` averages over the classes that occur in the targets or the predictions, like
 ``sklearn.metrics.f1_score(average="macro", zero_division=0)``, so a class missing from a small
 validation split and never predicted does not pull the mean down.
+
+Calibration uses the top-1 confidence (probability of the predicted class) and equal-width bins.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
 __all__ = [
+    "ECE_BINS",
+    "Calibration",
     "accuracy",
+    "balanced_accuracy",
+    "calibration_bins",
     "confusion_matrix",
+    "expected_calibration_error",
     "macro_f1",
-    "per_class_accuracy",
+    "normalize_rows",
     "precision_recall_f1",
     "summarize",
+    "top_confused_pairs",
     "top_k_accuracy",
+    "weighted_f1",
 ]
+
+ECE_BINS = 15
+"""Equal-width confidence bins of the expected calibration error."""
 
 ArrayLike = torch.Tensor | np.ndarray | Sequence[int]
 
@@ -86,11 +99,6 @@ def precision_recall_f1(
     return precision, recall, f1, support
 
 
-def per_class_accuracy(preds: ArrayLike, targets: ArrayLike, num_classes: int) -> np.ndarray:
-    """Accuracy within each true class (its recall); 0.0 for classes absent from the targets."""
-    return precision_recall_f1(preds, targets, num_classes)[1]
-
-
 def macro_f1(preds: ArrayLike, targets: ArrayLike, num_classes: int) -> float:
     """Unweighted mean F1 over the classes present in the targets or the predictions."""
     p, t = _pair(preds, targets)
@@ -99,6 +107,88 @@ def macro_f1(preds: ArrayLike, targets: ArrayLike, num_classes: int) -> float:
     f1 = precision_recall_f1(p, t, num_classes)[2]
     present = np.union1d(np.unique(p), np.unique(t))
     return float(f1[present].mean())
+
+
+def weighted_f1(preds: ArrayLike, targets: ArrayLike, num_classes: int) -> float:
+    """Mean F1 over classes weighted by their support (0.0 for no samples)."""
+    _, _, f1, support = precision_recall_f1(preds, targets, num_classes)
+    total = support.sum()
+    return float((f1 * support).sum() / total) if total else 0.0
+
+
+def balanced_accuracy(preds: ArrayLike, targets: ArrayLike, num_classes: int) -> float:
+    """Mean recall over the classes present in the targets (0.0 for no samples)."""
+    _, recall, _, support = precision_recall_f1(preds, targets, num_classes)
+    present = support > 0
+    return float(recall[present].mean()) if present.any() else 0.0
+
+
+def normalize_rows(cm: np.ndarray) -> np.ndarray:
+    """Divide each row of a confusion matrix by its sum (rows of zeros stay zero)."""
+    cm = np.asarray(cm, dtype=np.float64)
+    sums = cm.sum(axis=1, keepdims=True)
+    return np.divide(cm, sums, out=np.zeros_like(cm), where=sums > 0)
+
+
+def top_confused_pairs(
+    cm: np.ndarray, classes: Sequence[str], k: int = 20
+) -> list[tuple[str, str, int]]:
+    """The ``k`` largest off-diagonal cells as ``(true name, predicted name, count)``."""
+    off = np.asarray(cm, dtype=np.int64).copy()
+    np.fill_diagonal(off, 0)
+    flat = np.argsort(-off, axis=None, kind="stable")[:k]
+    rows, cols = np.unravel_index(flat, off.shape)
+    return [(classes[i], classes[j], int(off[i, j])) for i, j in zip(rows, cols) if off[i, j] > 0]
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Equal-width confidence bins and the expected calibration error.
+
+    Attributes:
+        edges: ``n_bins + 1`` bin edges over [0, 1]; a bin holds ``edges[i] < c <= edges[i + 1]``
+            (the first bin also holds 0).
+        counts: Predictions per bin.
+        accuracy: Fraction correct per bin (0 for empty bins).
+        confidence: Mean confidence per bin (0 for empty bins).
+        ece: ``sum(counts / N * |accuracy - confidence|)``.
+    """
+
+    edges: np.ndarray
+    counts: np.ndarray
+    accuracy: np.ndarray
+    confidence: np.ndarray
+    ece: float
+
+
+def calibration_bins(
+    confidences: Sequence[float] | np.ndarray,
+    correct: Sequence[bool] | np.ndarray,
+    n_bins: int = ECE_BINS,
+) -> Calibration:
+    """Bin predictions by confidence and compute the expected calibration error (ECE)."""
+    conf = np.asarray(confidences, dtype=np.float64).reshape(-1)
+    hit = np.asarray(correct, dtype=np.float64).reshape(-1)
+    if conf.shape != hit.shape:
+        raise ValueError(f"confidences ({conf.size}) and correct ({hit.size}) differ in length")
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    index = np.clip(np.searchsorted(edges[1:-1], conf, side="left"), 0, n_bins - 1)
+    counts = np.bincount(index, minlength=n_bins)
+    safe = np.maximum(counts, 1)
+    accuracy = np.bincount(index, weights=hit, minlength=n_bins) / safe
+    confidence = np.bincount(index, weights=conf, minlength=n_bins) / safe
+    total = max(int(conf.size), 1)
+    ece = float(np.sum(counts / total * np.abs(accuracy - confidence)))
+    return Calibration(edges, counts, accuracy, confidence, ece)
+
+
+def expected_calibration_error(
+    confidences: Sequence[float] | np.ndarray,
+    correct: Sequence[bool] | np.ndarray,
+    n_bins: int = ECE_BINS,
+) -> float:
+    """Expected calibration error over ``n_bins`` equal-width bins (0 is perfectly calibrated)."""
+    return calibration_bins(confidences, correct, n_bins).ece
 
 
 def summarize(

@@ -1,6 +1,7 @@
 """Pictures of a run: confusion matrix, training curves, prediction grids, reliability diagram.
 
-Every function takes plain values (numpy arrays, lists, dicts), writes one PNG and returns its path.
+Every function takes plain values (numpy arrays, lists, dicts), writes one PNG (through the one
+atomic write) and returns its path.
 Figures are built with ``matplotlib.figure.Figure`` and rendered by the Agg canvas directly, so
 plotting never touches pyplot's global state or the user's interactive backend and works headless.
 Label font sizes adapt to the number of classes; a confusion matrix of more than
@@ -9,19 +10,25 @@ Label font sizes adapt to the number of classes; a confusion matrix of more than
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from headstart.data.images import decode_image
 from headstart.errors import DataError
+from headstart.evaluation.metrics import normalize_rows
+from headstart.files import atomic_write
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 __all__ = [
     "MAX_LABELLED_CLASSES",
-    "normalize_rows",
     "phase_boundaries",
     "plot_confusion_matrix",
     "plot_curves",
@@ -34,20 +41,30 @@ MAX_LABELLED_CLASSES = 30
 """Largest confusion matrix drawn with class names on its axes."""
 _ANNOTATE_CLASSES = 12
 _THUMBNAIL = 160
+_GRID_COLUMNS = 6
 _WRONG, _RIGHT = "#c62828", "#2e7d32"
 
 
-def _figure(width: float, height: float, **kwargs: Any) -> Any:
+def _figure(width: float, height: float) -> Figure:
     from matplotlib.figure import Figure
 
-    return Figure(figsize=(width, height), **kwargs)
+    return Figure(figsize=(width, height))
 
 
-def _save(fig: Any, path: str | Path, *, dpi: int = 100) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, bbox_inches="tight", facecolor="white")
-    return path
+def _save(fig: Figure, path: str | Path, *, dpi: int = 100) -> Path:
+    """Render ``fig`` as PNG in memory and write it atomically to ``path``."""
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=dpi, bbox_inches="tight", facecolor="white")
+    return atomic_write(path, png.getvalue())
+
+
+def _integer_ticks(ax: Axes) -> None:
+    """Whole-number ticks on the x axis (its default locator, told to skip fractions)."""
+    from matplotlib.ticker import MaxNLocator
+
+    locator = ax.xaxis.get_major_locator()
+    if isinstance(locator, MaxNLocator):
+        locator.set_params(integer=True)
 
 
 def _shorten(name: str, limit: int = 18) -> str:
@@ -58,20 +75,12 @@ def _label_fontsize(num_classes: int) -> float:
     return float(np.clip(14 - 0.3 * num_classes, 5, 10))
 
 
-def normalize_rows(cm: np.ndarray) -> np.ndarray:
-    """Divide each row by its sum (rows of zeros stay zero)."""
-    cm = np.asarray(cm, dtype=np.float64)
-    sums = cm.sum(axis=1, keepdims=True)
-    return np.divide(cm, sums, out=np.zeros_like(cm), where=sums > 0)
-
-
 def plot_confusion_matrix(
     cm: np.ndarray,
     classes: Sequence[str],
     path: str | Path,
     *,
     normalize: bool = False,
-    title: str | None = None,
 ) -> Path:
     """Draw a confusion matrix (rows = true class, columns = predicted class).
 
@@ -80,7 +89,6 @@ def plot_confusion_matrix(
         classes: Class names, in label order.
         path: PNG to write.
         normalize: Show each row divided by its sum (per-class recall on the diagonal).
-        title: Figure title; a default names the kind of matrix.
     """
     counts = np.asarray(cm)
     n = len(classes)
@@ -106,11 +114,11 @@ def plot_confusion_matrix(
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     kind = "row-normalised" if normalize else "counts"
-    fig.suptitle(title or f"Confusion matrix ({kind})")
+    fig.suptitle(f"Confusion matrix ({kind})")
     return _save(fig, path)
 
 
-def _annotate_cells(ax: Any, values: np.ndarray, vmax: float, *, normalize: bool) -> None:
+def _annotate_cells(ax: Axes, values: np.ndarray, vmax: float, *, normalize: bool) -> None:
     n = values.shape[0]
     size = float(np.clip(16 - n, 6, 11))
     for i in range(n):
@@ -121,15 +129,12 @@ def _annotate_cells(ax: Any, values: np.ndarray, vmax: float, *, normalize: bool
             ax.text(j, i, text, ha="center", va="center", fontsize=size, color=colour)
 
 
-def plot_top_confusions(
-    pairs: Sequence[tuple[str, str, int]], path: str | Path, *, title: str | None = None
-) -> Path:
+def plot_top_confusions(pairs: Sequence[tuple[str, str, int]], path: str | Path) -> Path:
     """Draw the most frequent (true → predicted) mistakes as horizontal bars, largest on top.
 
     Args:
         pairs: ``(true name, predicted name, count)``, largest first.
         path: PNG to write.
-        title: Figure title.
     """
     k = max(len(pairs), 1)
     fig = _figure(7, float(np.clip(0.3 * k + 1.2, 2.0, 9)))
@@ -140,14 +145,14 @@ def plot_top_confusions(
     ax.set_yticks(range(len(pairs)), labels, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("images")
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    _integer_ticks(ax)
     if not pairs:
         ax.text(0.5, 0.5, "no mistakes", ha="center", va="center", transform=ax.transAxes)
-    fig.suptitle(title or "Most confused pairs (true → predicted)")
+    fig.suptitle("Most confused pairs (true → predicted)")
     return _save(fig, path)
 
 
-def _column(rows: Sequence[Mapping[str, Any]], key: str) -> np.ndarray:
+def _column(rows: Sequence[Mapping[str, str | float]], key: str) -> np.ndarray:
     out = []
     for row in rows:
         try:
@@ -157,7 +162,7 @@ def _column(rows: Sequence[Mapping[str, Any]], key: str) -> np.ndarray:
     return np.asarray(out, dtype=np.float64)
 
 
-def phase_boundaries(rows: Sequence[Mapping[str, Any]]) -> list[tuple[float, str]]:
+def phase_boundaries(rows: Sequence[Mapping[str, str | float]]) -> list[tuple[float, str]]:
     """Return ``(epoch where a phase starts, phase name)`` for each phase after the first."""
     epochs = _column(rows, "epoch")
     found = []
@@ -167,7 +172,7 @@ def phase_boundaries(rows: Sequence[Mapping[str, Any]]) -> list[tuple[float, str
     return found
 
 
-def plot_curves(history_rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
+def plot_curves(history_rows: Sequence[Mapping[str, str | float]], path: str | Path) -> Path:
     """Draw loss, accuracy and learning rate per epoch, with dashed lines where a phase starts.
 
     Args:
@@ -191,7 +196,7 @@ def plot_curves(history_rows: Sequence[Mapping[str, Any]], path: str | Path) -> 
                 ax.plot(epochs, values, style, marker=marker, markersize=3, label=label)
         ax.set_title(name)
         ax.set_xlabel("epoch")
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        _integer_ticks(ax)
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend(fontsize=8)
@@ -230,7 +235,6 @@ def plot_prediction_grid(
     *,
     notes: Sequence[str] | None = None,
     title: str = "Predictions",
-    columns: int = 6,
 ) -> Path:
     """Draw image thumbnails captioned with predicted and true label; mistakes framed in red.
 
@@ -242,10 +246,9 @@ def plot_prediction_grid(
         path: PNG to write.
         notes: An extra caption line per image (e.g. its loss).
         title: Figure title.
-        columns: Images per row.
     """
     n = len(paths)
-    cols = max(1, min(columns, n))
+    cols = max(1, min(_GRID_COLUMNS, n))
     rows = max(1, math.ceil(n / cols))
     fig = _figure(2.3 * cols, 2.6 * rows + 0.4)
     axes = np.atleast_1d(fig.subplots(rows, cols)).reshape(-1)

@@ -22,7 +22,7 @@ def evaluate_samples(
     *,
     batch_size: int = 64,
 ) -> EvalResult:
-    """Run the model over ``samples`` and summarise the predictions.
+    """Run the model over ``samples`` on its device and summarise the predictions.
 
     Files that cannot be read are left out (never replaced by another image) and listed under
     ``metrics["skipped"]``; ``metrics["num_images"]`` counts the images actually scored.

@@ -1,18 +1,15 @@
-"""Export a trained model to ONNX or TorchScript, and check that the export computes the same thing.
+"""Export a trained model to ONNX or TorchScript, checked against the PyTorch model first.
 
-Both formats carry the class names and the preprocessing spec as JSON (ONNX ``metadata_props``,
-TorchScript ``_extra_files``), so an exported file is enough to predict. Every export is followed
-by a parity check on real (or generated) preprocessed images: a file that disagrees with the
-PyTorch model is never left behind.
+An export is built in memory, loaded back from those bytes and compared with the PyTorch model on
+real (or generated) preprocessed images; only when it matches is it written, with the one atomic
+write (``files.atomic_write``, mode 0644). A file that disagrees is never written. The files carry
+their description (classes, preprocessing; see ``headstart.inference.exported``).
 """
 
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +19,16 @@ import torch
 from headstart.artifact import LoadedModel
 from headstart.data.images import image_to_tensor
 from headstart.errors import DataError, ModelError
-from headstart.inference.exported import META_KEY, TS_EXTRA, export_description, run_exported
+from headstart.files import atomic_write
+from headstart.inference.exported import (
+    META_KEY,
+    TS_EXTRA,
+    export_description,
+    is_exported,
+    load_exported_bytes,
+)
+from headstart.inference.load import find_model_dir, load_model
+from headstart.inference.predict import ModelRunner
 from headstart.preprocessing import PreprocessSpec
 from headstart.run_folder import RunFolder
 
@@ -31,16 +37,18 @@ __all__ = [
     "ExportResult",
     "ParityError",
     "ParityReport",
+    "build_export",
+    "build_onnx",
+    "build_torchscript",
     "check_parity",
     "export_model",
-    "export_onnx",
-    "export_torchscript",
     "parity_images",
 ]
 
 EXPORT_FORMATS = ("onnx", "torchscript")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".ts"}
 DEFAULT_TOLERANCE = 1e-3
+_NOISE_SEED = 0
 
 
 class ParityError(ModelError):
@@ -80,29 +88,17 @@ class ExportResult:
     parity: ParityReport
 
 
-
-def _atomic_target(path: Path) -> tuple[Path, Path]:
-    """Return (final path, temporary path beside it); the parent folder is created."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    return path, Path(tmp)
-
-
-def _example_input(pre: PreprocessSpec, batch: int) -> torch.Tensor:
+def _example_input(loaded: LoadedModel, batch: int) -> torch.Tensor:
     generator = torch.Generator().manual_seed(0)
-    return torch.randn(batch, 3, pre.input_size, pre.input_size, generator=generator)
+    size = loaded.preprocessing.input_size
+    return torch.randn(batch, 3, size, size, generator=generator).to(loaded.device)
 
 
-def export_onnx(
-    loaded: LoadedModel, path: str | Path, *, opset: int = 17, dynamic_batch: bool = True
-) -> Path:
-    """Write ``loaded`` as a single-file ONNX model (no external data), atomically.
+def build_onnx(loaded: LoadedModel, *, opset: int = 17, dynamic_batch: bool = True) -> bytes:
+    """``loaded`` as a single-file ONNX model (no external data) with its description.
 
     Args:
         loaded: The model to export; it is put in eval mode.
-        path: Output file.
         opset: ONNX opset version.
         dynamic_batch: Let the batch dimension vary; otherwise it is fixed at 1.
 
@@ -119,8 +115,8 @@ def export_onnx(
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 model,
-                (_example_input(loaded.preprocessing, 2 if dynamic_batch else 1),),
-                buffer,
+                (_example_input(loaded, 2 if dynamic_batch else 1),),
+                buffer,  # type: ignore[arg-type]  # file objects work; the stub says paths
                 dynamo=False,
                 opset_version=opset,
                 input_names=["input"],
@@ -138,18 +134,11 @@ def export_onnx(
     entry.key, entry.value = META_KEY, export_description(loaded)
     proto.doc_string = f"headstart export of {loaded.name} ({len(loaded.classes)} classes)"
     onnx.checker.check_model(proto)
-    final, tmp = _atomic_target(Path(path))
-    try:
-        tmp.write_bytes(proto.SerializeToString())
-        tmp.chmod(0o644)
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return final
+    return proto.SerializeToString()
 
 
-def export_torchscript(loaded: LoadedModel, path: str | Path) -> Path:
-    """Write ``loaded`` as a traced TorchScript file with its description, atomically.
+def build_torchscript(loaded: LoadedModel) -> bytes:
+    """``loaded`` traced to a TorchScript archive with its description.
 
     Raises:
         ModelError: The model cannot be traced.
@@ -158,77 +147,98 @@ def export_torchscript(loaded: LoadedModel, path: str | Path) -> Path:
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
-            traced = torch.jit.trace(model, (_example_input(loaded.preprocessing, 2),))
+            traced = torch.jit.trace(model, (_example_input(loaded, 2),))
     except Exception as exc:  # noqa: BLE001 - tracing raises many types
         raise ModelError(
             f"cannot trace {loaded.name} to TorchScript: {exc}; try --format onnx."
         ) from None
-    final, tmp = _atomic_target(Path(path))
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            torch.jit.save(traced, str(tmp), _extra_files={TS_EXTRA: export_description(loaded)})
-        tmp.chmod(0o644)
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return final
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.save(traced, buffer, _extra_files={TS_EXTRA: export_description(loaded)})
+    return buffer.getvalue()
 
+
+def build_export(
+    loaded: LoadedModel, fmt: str, *, opset: int = 17, dynamic_batch: bool = True
+) -> bytes:
+    """The bytes of ``loaded`` exported as ``fmt`` (one of ``EXPORT_FORMATS``).
+
+    ``opset`` and ``dynamic_batch`` apply to ONNX; a TorchScript trace takes any batch size.
+    """
+    _check_format(fmt)
+    if fmt == "onnx":
+        return build_onnx(loaded, opset=opset, dynamic_batch=dynamic_batch)
+    return build_torchscript(loaded)
 
 
 def check_parity(
     loaded: LoadedModel,
-    exported_path: str | Path,
+    exported: LoadedModel,
     images: torch.Tensor,
     *,
     tolerance: float = DEFAULT_TOLERANCE,
     source: str = "given",
 ) -> ParityReport:
-    """Run the PyTorch model and the exported file on the same preprocessed images and compare.
+    """Run the PyTorch model and its export on the same preprocessed images and compare.
+
+    Each runs on its own device; the logits are compared on the CPU.
 
     Args:
         loaded: The reference model.
-        exported_path: An ``.onnx`` or TorchScript file.
+        exported: The export, e.g. from ``load_exported`` or ``load_exported_bytes``.
         images: Preprocessed images (N, 3, H, W), e.g. from ``parity_images``.
         tolerance: Largest allowed absolute logit difference.
         source: Where the images came from, recorded on the report.
     """
     if images.ndim != 4 or len(images) == 0:
         raise ModelError("the parity check needs a non-empty (N, 3, H, W) batch of images.")
-    with torch.inference_mode():
-        reference = loaded.model.eval()(images).float()
-    exported = run_exported(Path(exported_path), images).float()
-    if exported.shape != reference.shape:
+    reference = ModelRunner(loaded).logits(images)
+    got = ModelRunner(exported).logits(images)
+    if got.shape != reference.shape:
         raise ParityError(
-            f"the exported model returns shape {tuple(exported.shape)}, the PyTorch model "
+            f"the exported model returns shape {tuple(got.shape)}, the PyTorch model "
             f"{tuple(reference.shape)}; re-export it."
         )
-    agree = (exported.argmax(1) == reference.argmax(1)).float().mean().item()
-    diff = (exported - reference).abs().max().item()
+    agree = (got.argmax(1) == reference.argmax(1)).float().mean().item()
+    diff = (got - reference).abs().max().item()
     return ParityReport(len(images), agree, diff, tolerance, source)
 
 
-def _split_files(model_dir: Path | None) -> list[str]:
-    """Image files of the run that holds ``model_dir``: validation, else test, else train."""
-    run = RunFolder.holding(model_dir) if model_dir is not None else None
+def _split_files(folder: Path | None) -> list[str]:
+    """Image files of the run that is or holds ``folder``: validation, else test, else train."""
+    run = RunFolder.holding(folder) if folder is not None else None
     if run is None:
         return []
     splits = run.read_splits()
     return [s.path for s in splits.val or splits.test or splits.train]
 
 
+def _noise_images(pre: PreprocessSpec, count: int) -> torch.Tensor:
+    """``count`` random images, encoded as PNG and decoded by the one decode function."""
+    from PIL import Image
+
+    rng = np.random.default_rng(_NOISE_SEED)
+    side = pre.resize_size + 7
+    tensors = []
+    for _ in range(count):
+        buf = io.BytesIO()
+        pixels = rng.integers(0, 256, (side, side + 5, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(buf, format="PNG")
+        tensors.append(image_to_tensor(buf.getvalue(), pre))
+    return torch.stack(tensors)
+
+
 def parity_images(
-    loaded: LoadedModel, run_dir: str | Path | None = None, *, count: int = 16, seed: int = 0
+    loaded: LoadedModel, folder: str | Path | None = None, *, count: int = 16
 ) -> tuple[torch.Tensor, str]:
     """Preprocessed images for a parity check, and where they came from.
 
-    Uses up to ``count`` readable images of the run's validation split (``splits.json``) when
-    there is one, else generated noise images encoded as PNG and decoded by the usual function.
+    Uses up to ``count`` readable images of the validation split (``splits.json``) of the run
+    that ``folder`` is or holds the model of, else generated noise images.
     """
-    from PIL import Image
-
     tensors = []
-    for file in _split_files(Path(run_dir) if run_dir is not None else None):
+    for file in _split_files(Path(folder) if folder is not None else None):
         try:
             tensors.append(image_to_tensor(file, loaded.preprocessing))
         except DataError:
@@ -237,34 +247,28 @@ def parity_images(
             break
     if tensors:
         return torch.stack(tensors), "validation split"
-    rng = np.random.default_rng(seed)
-    side = loaded.preprocessing.resize_size + 7
-    for _ in range(count):
-        buf = io.BytesIO()
-        pixels = rng.integers(0, 256, (side, side + 5, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(buf, format="PNG")
-        tensors.append(image_to_tensor(buf.getvalue(), loaded.preprocessing))
-    return torch.stack(tensors), "generated"
+    return _noise_images(loaded.preprocessing, count), "generated"
 
 
-_EXPORTERS: dict[str, Callable[..., Path]] = {
-    "onnx": lambda loaded, path, **kw: export_onnx(loaded, path, **kw),
-    "torchscript": lambda loaded, path, **kw: export_torchscript(loaded, path),
-}
+def _check_format(fmt: str) -> None:
+    if fmt not in EXPORT_FORMATS:
+        raise ModelError(f"unknown export format {fmt!r}; use one of {', '.join(EXPORT_FORMATS)}.")
 
 
-def default_export_path(ref: str | Path, fmt: str) -> Path:
-    """``RUN/model/model.onnx`` (or ``model.ts``) for a run or model folder."""
-    from headstart.inference.load import find_model_dir
-
-    model_dir = find_model_dir(ref)
-    if model_dir is None:
-        raise ModelError(f"{ref} is not a run or model folder; pass --out FILE to export it.")
-    return model_dir / f"model{SUFFIXES[fmt]}"
+def _exportable(model: str | Path | LoadedModel) -> LoadedModel:
+    """The PyTorch model to export (an exported file cannot be exported again)."""
+    if not isinstance(model, LoadedModel) and Path(model).is_file():
+        raise ModelError(
+            f"{model} is already an exported file; export the run or model folder it came from."
+        )
+    loaded = model if isinstance(model, LoadedModel) else load_model(model)
+    if is_exported(loaded):
+        raise ModelError(f"{loaded.name} is an exported model; export its run or model folder.")
+    return loaded
 
 
 def export_model(
-    ref: str | Path,
+    model: str | Path | LoadedModel,
     *,
     fmt: str = "onnx",
     out: str | Path | None = None,
@@ -272,42 +276,44 @@ def export_model(
     dynamic_batch: bool = True,
     tolerance: float = DEFAULT_TOLERANCE,
     num_images: int = 16,
-    loaded: LoadedModel | None = None,
 ) -> ExportResult:
-    """Export a run (or model folder) and keep the file only if it passes the parity check.
+    """Export a run, a model folder or a loaded model; write it only if it passes the parity check.
 
-    The file is written beside ``out`` under a temporary name, checked, then renamed into place,
-    so a failed export never replaces a good file.
+    Args:
+        model: A run folder, a model folder, a zoo name, or a loaded model (then ``out`` is
+            needed and the parity images are generated).
+        fmt: One of ``EXPORT_FORMATS``.
+        out: The file to write [default: the model folder's ``model.onnx`` / ``model.ts``].
+        opset: ONNX opset version.
+        dynamic_batch: Let the ONNX batch dimension vary; otherwise it is fixed at 1.
+        tolerance: Largest allowed absolute logit difference.
+        num_images: Images used for the parity check.
 
     Raises:
         ParityError: The export disagrees with the PyTorch model (nothing is written).
-        ModelError: The model cannot be loaded or exported.
+        ModelError: The model cannot be loaded or exported, or there is nowhere to write it.
     """
-    from headstart.inference.load import find_model_dir, load_model
-
-    if fmt not in EXPORT_FORMATS:
-        raise ModelError(f"unknown export format {fmt!r}; use one of {', '.join(EXPORT_FORMATS)}.")
+    _check_format(fmt)
     if tolerance <= 0:
         raise ModelError(f"the parity tolerance must be positive, got {tolerance}.")
-    target = Path(out) if out is not None else default_export_path(ref, fmt)
-    loaded = loaded if loaded is not None else load_model(ref)
-    images, source = parity_images(loaded, find_model_dir(ref), count=num_images)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        _EXPORTERS[fmt](loaded, tmp, opset=opset, dynamic_batch=dynamic_batch)
-        report = check_parity(loaded, tmp, images, tolerance=tolerance, source=source)
-        if not report.passed:
-            raise ParityError(
-                f"the {fmt} export of {loaded.name} does not match the PyTorch model: top-1 "
-                f"agreement {report.top1_agreement:.1%}, max |logit diff| "
-                f"{report.max_abs_diff:.2e} (tolerance {tolerance:g}); nothing was written. "
-                "Try another --opset or --format, or raise --tolerance if the gap is benign."
-            )
-        tmp.chmod(0o644)  # mkstemp creates 0600 files
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return ExportResult(path=target, format=fmt, parity=report)
+    folder = None if isinstance(model, LoadedModel) else find_model_dir(model)
+    if out is not None:
+        target = Path(out)
+    elif folder is not None:
+        target = folder / f"model{SUFFIXES[fmt]}"
+    else:
+        label = model.name if isinstance(model, LoadedModel) else model
+        raise ModelError(f"{label} is not a run or model folder; pass --out FILE to export it.")
+    loaded = _exportable(model)
+    data = build_export(loaded, fmt, opset=opset, dynamic_batch=dynamic_batch)
+    exported = load_exported_bytes(data, origin=f"the new {fmt} export of {loaded.name}")
+    images, source = parity_images(loaded, folder, count=num_images)
+    report = check_parity(loaded, exported, images, tolerance=tolerance, source=source)
+    if not report.passed:
+        raise ParityError(
+            f"the {fmt} export of {loaded.name} does not match the PyTorch model: top-1 "
+            f"agreement {report.top1_agreement:.1%}, max |logit diff| "
+            f"{report.max_abs_diff:.2e} (tolerance {tolerance:g}); nothing was written. "
+            "Try another --opset or --format, or raise --tolerance if the gap is benign."
+        )
+    return ExportResult(path=atomic_write(target, data), format=fmt, parity=report)

@@ -1,12 +1,14 @@
-"""Exported models (ONNX, TorchScript) as classifiers: load them with their classes and
-preprocessing, and run them.
+"""Exported models (ONNX, TorchScript) as classifiers: their description, loading and running.
 
 Both formats carry the class names and the preprocessing spec as JSON (ONNX ``metadata_props``,
-TorchScript ``_extra_files``), so an exported file is enough to predict.
+TorchScript ``_extra_files``), so an exported file is enough to predict. A file and the bytes of
+a new export (checked before it is written) load through the same function; the format is told
+apart by content, not by suffix. ONNX models run on the CPU; TorchScript ones on any device.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import warnings
 from pathlib import Path
@@ -16,7 +18,8 @@ import torch
 from torch import nn
 
 from headstart.artifact import LoadedModel
-from headstart.errors import ModelError
+from headstart.errors import ConfigError, ModelError
+from headstart.inference.device import Device, resolve_device
 from headstart.preprocessing import PreprocessSpec
 
 __all__ = [
@@ -25,10 +28,9 @@ __all__ = [
     "TS_EXTRA",
     "OnnxModel",
     "export_description",
+    "is_exported",
     "load_exported",
-    "load_onnx",
-    "load_torchscript",
-    "run_exported",
+    "load_exported_bytes",
 ]
 
 META_KEY = "headstart"
@@ -50,16 +52,20 @@ def export_description(loaded: LoadedModel) -> str:
     return json.dumps(doc)
 
 
+def is_exported(loaded: LoadedModel) -> bool:
+    """Whether ``loaded`` came from an exported file (rather than PyTorch weights)."""
+    return loaded.meta.get("format") == EXPORT_FORMAT
+
 
 class OnnxModel(nn.Module):
     """An ONNX Runtime session that behaves like a classifier ``nn.Module`` on the CPU.
 
     Calling it on a float (N, 3, H, W) tensor returns (N, num_classes) logits. A model exported
-    with a fixed batch size is run in chunks of that size. It holds one empty parameter so code
-    that reads the device with ``next(model.parameters()).device`` keeps working.
+    with a fixed batch size is run in chunks of that size.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, data: bytes, *, origin: str) -> None:
+        """Open an ONNX model from its bytes; ``origin`` names it in errors."""
         super().__init__()
         import onnxruntime as ort
 
@@ -67,14 +73,13 @@ class OnnxModel(nn.Module):
         options.log_severity_level = 3
         try:
             self.session = ort.InferenceSession(
-                str(path), sess_options=options, providers=["CPUExecutionProvider"]
+                data, sess_options=options, providers=["CPUExecutionProvider"]
             )
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types
-            raise ModelError(f"cannot load ONNX model {path}: {exc}") from None
+            raise ModelError(f"cannot load ONNX model {origin}: {exc}") from None
         first = self.session.get_inputs()[0]
         self.input_name = first.name
         self.fixed_batch = first.shape[0] if isinstance(first.shape[0], int) else None
-        self.device_anchor = nn.Parameter(torch.empty(0), requires_grad=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits for a batch of preprocessed images."""
@@ -86,8 +91,13 @@ class OnnxModel(nn.Module):
         ]
         return torch.from_numpy(np.concatenate(outs) if outs else np.empty((0, 0), np.float32))
 
+    def description(self) -> str:
+        """The JSON description stored in the model's metadata ("" when there is none)."""
+        return str(self.session.get_modelmeta().custom_metadata_map.get(META_KEY, ""))
 
-def _loaded_from_description(text: str, model: nn.Module, path: Path) -> LoadedModel:
+
+def _described(text: str, model: nn.Module, origin: str) -> LoadedModel:
+    """``model`` with the classes and preprocessing of its JSON description."""
     try:
         doc = json.loads(text)
         if doc.get("format") != EXPORT_FORMAT:
@@ -97,70 +107,67 @@ def _loaded_from_description(text: str, model: nn.Module, path: Path) -> LoadedM
         name = str(doc["model"])
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ModelError(
-            f"{path} has no usable headstart description ({exc}); export it with "
+            f"{origin} has no usable headstart description ({exc}); export it with "
             "`headstart export`."
         ) from None
     return LoadedModel(model=model.eval(), classes=classes, preprocessing=pre, name=name, meta=doc)
 
 
-def load_onnx(path: str | Path) -> LoadedModel:
-    """Load an exported ``.onnx`` file with its classes and preprocessing from its metadata.
+def _load_onnx(data: bytes, device: torch.device, origin: str) -> LoadedModel:
+    if device.type != "cpu":
+        raise ConfigError(
+            f"{origin} is an ONNX model, which headstart runs on the CPU only (onnxruntime's CPU "
+            f"provider), not on {device}; use device='cpu', or load the run or model folder it "
+            f"was exported from to run on {device}."
+        )
+    model = OnnxModel(data, origin=origin)
+    return _described(model.description(), model, origin)
 
-    Raises:
-        ModelError: The file is not an ONNX model written by ``export_onnx``.
-    """
-    path = Path(path)
-    model = OnnxModel(path)
-    props = model.session.get_modelmeta().custom_metadata_map
-    return _loaded_from_description(props.get(META_KEY, ""), model, path)
 
-
-def load_torchscript(path: str | Path) -> LoadedModel:
-    """Load an exported TorchScript file with its classes and preprocessing.
-
-    Raises:
-        ModelError: The file is not a TorchScript model written by ``export_torchscript``.
-    """
-    path = Path(path)
+def _load_torchscript(data: bytes, device: torch.device, origin: str) -> LoadedModel:
     extra = {TS_EXTRA: ""}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
-            model = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+            model = torch.jit.load(io.BytesIO(data), map_location=device, _extra_files=extra)
     except Exception as exc:  # noqa: BLE001 - torch.jit raises many types
-        raise ModelError(f"cannot load TorchScript model {path}: {exc}") from None
+        raise ModelError(f"cannot load TorchScript model {origin}: {exc}") from None
     text = extra[TS_EXTRA]
-    text = text.decode() if isinstance(text, bytes) else text
-    return _loaded_from_description(text, model, path)
+    return _described(text.decode() if isinstance(text, bytes) else text, model, origin)
 
 
-def load_exported(path: str | Path) -> LoadedModel:
-    """Load an exported ONNX or TorchScript file (told apart by content, not by suffix).
+def load_exported_bytes(
+    data: bytes, *, device: Device = "cpu", origin: str = "<bytes>"
+) -> LoadedModel:
+    """Load an exported ONNX or TorchScript model from its bytes (told apart by content).
+
+    Args:
+        data: The file's content (TorchScript is a zip archive, ONNX a protobuf).
+        device: Where to run it; ONNX models run on the CPU only.
+        origin: What to call the model in errors, e.g. its path.
 
     Raises:
-        ModelError: The file is missing or is not a headstart export.
+        ModelError: The bytes are not a headstart export.
+        ConfigError: ``device`` is not available, or is not the CPU for an ONNX model.
+    """
+    target = resolve_device(device)
+    if data[:2] == b"PK":
+        return _load_torchscript(data, target, origin)
+    return _load_onnx(data, target, origin)
+
+
+def load_exported(path: str | Path, *, device: Device = "cpu") -> LoadedModel:
+    """Load an exported ONNX or TorchScript file with its classes and preprocessing.
+
+    Raises:
+        ModelError: The file is missing, unreadable, or not a headstart export.
+        ConfigError: ``device`` is not available, or is not the CPU for an ONNX model.
     """
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path} does not exist; export a run with `headstart export RUN`.")
-    return load_torchscript(path) if is_torchscript(path) else load_onnx(path)
-
-
-def run_exported(path: Path, images: torch.Tensor) -> torch.Tensor:
-    if not is_torchscript(path):
-        return OnnxModel(path)(images)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        model = torch.jit.load(str(path), map_location="cpu").eval()
-    with torch.inference_mode():
-        return model(images)
-
-
-def is_torchscript(path: Path) -> bool:
-    """Tell TorchScript (a zip archive) from ONNX (protobuf) by content, not by name."""
     try:
-        with open(path, "rb") as fh:
-            return fh.read(2) == b"PK"
+        data = path.read_bytes()
     except OSError as exc:
         raise ModelError(f"cannot read exported model {path}: {exc}") from None
-
+    return load_exported_bytes(data, device=device, origin=str(path))

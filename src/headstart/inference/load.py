@@ -6,6 +6,8 @@ from pathlib import Path
 
 from headstart.artifact import LoadedModel, is_model_dir, load_model_dir
 from headstart.errors import ModelError
+from headstart.inference.device import Device, resolve_device
+from headstart.inference.exported import load_exported
 from headstart.run_folder import RunFolder
 
 __all__ = ["find_model_dir", "load_model"]
@@ -20,22 +22,31 @@ def find_model_dir(ref: str | Path) -> Path | None:
     return inside if is_model_dir(inside) else None
 
 
-def load_model(ref: str | Path, *, image_size: int | None = None) -> LoadedModel:
+def load_model(
+    ref: str | Path, *, image_size: int | None = None, device: Device = "cpu"
+) -> LoadedModel:
     """Load a run folder, a model folder, an exported ``.onnx`` / TorchScript file, or a zoo name.
 
     A zoo name gives the pretrained model with its ImageNet classes.
 
+    Args:
+        ref: What to load.
+        image_size: Run the model at this input size instead of the one it was trained at
+            (not for exported files, whose input size is fixed).
+        device: Where the model runs (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``); ONNX
+            exports run on the CPU only.
+
     Raises:
         ModelError: ``ref`` is none of these, or cannot be loaded.
+        ConfigError: ``device`` is not available here (the message lists those that are).
     """
+    target = resolve_device(device)  # before any weights are read
     if Path(ref).is_file():
-        from headstart.inference.exported import load_exported
-
         if image_size is not None:
             raise ModelError(
-                f"{ref} is an exported model with a fixed input size; drop --image-size."
+                f"{ref} is an exported model with a fixed input size; drop image_size."
             )
-        return load_exported(ref)
+        return load_exported(ref, device=target)
     if Path(ref).exists():
         model_dir = find_model_dir(ref)
         if model_dir is None:
@@ -49,6 +60,7 @@ def load_model(ref: str | Path, *, image_size: int | None = None) -> LoadedModel
         loaded = _load_zoo_model(str(ref))
     if image_size is not None:
         loaded.preprocessing = loaded.preprocessing.with_size(image_size)
+    loaded.model.to(target)
     return loaded
 
 

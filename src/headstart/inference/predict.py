@@ -1,20 +1,37 @@
-"""Predict labels for image files with a loaded model, using the one decode function."""
+"""Predict labels for images with a loaded model, on the model's device.
+
+The pieces every prediction path shares (files here, uploads in the server, the export's parity
+check) live here once: :func:`decode_images` (the one decode function over a batch),
+:class:`ModelRunner` (eval mode, memory layout, device) and :func:`top_k`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 import torch
 
 from headstart.artifact import LoadedModel
-from headstart.data.images import image_to_tensor
+from headstart.data.images import DEFAULT_MAX_PIXELS, ImageSource, image_to_tensor
 from headstart.errors import ConfigError, DataError
+from headstart.preprocessing import PreprocessSpec
 from headstart.speed.settings import prefers_channels_last
 
-__all__ = ["Prediction", "logits_for_files", "predict_files", "predict_proba_files"]
+__all__ = [
+    "ModelRunner",
+    "Prediction",
+    "decode_images",
+    "logits_for_files",
+    "predict_files",
+    "predict_proba_files",
+    "top_k",
+]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -35,30 +52,90 @@ class Prediction:
         return {"path": self.path, "top": top}
 
 
+class ModelRunner:
+    """A loaded model made ready for inference: eval mode, its fastest memory layout, its device.
+
+    Convolutional networks are switched to channels-last (in place; 1.5-2x faster on CPUs).
+    Inputs are moved to the model's device; outputs come back as float32 on the CPU.
+    """
+
+    def __init__(self, loaded: LoadedModel) -> None:
+        self.model = loaded.model.eval()
+        channels_last = prefers_channels_last(self.model)
+        self.layout = torch.channels_last if channels_last else torch.contiguous_format
+        self.model.to(memory_format=self.layout)
+        self.device = loaded.device
+
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        """Raw outputs (N, num_classes) for preprocessed images (N, 3, H, W)."""
+        with torch.inference_mode():
+            batch = images.to(self.device, memory_format=self.layout)
+            return self.model(batch).float().cpu()
+
+    def probabilities(self, images: torch.Tensor) -> torch.Tensor:
+        """Class probabilities (N, num_classes) for preprocessed images (N, 3, H, W)."""
+        return torch.softmax(self.logits(images), dim=1)
+
+
+def decode_images(
+    sources: Sequence[ImageSource],
+    preprocessing: PreprocessSpec,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> tuple[torch.Tensor | None, list[str | None]]:
+    """Decode image files or bytes into one input batch.
+
+    Returns:
+        The readable images stacked (None when none is), and for each source, in order, None
+        or the reason it could not be read.
+    """
+    tensors: list[torch.Tensor] = []
+    errors: list[str | None] = []
+    for source in sources:
+        try:
+            tensors.append(image_to_tensor(source, preprocessing, max_pixels=max_pixels))
+            errors.append(None)
+        except DataError as exc:
+            errors.append(str(exc))
+    return (torch.stack(tensors) if tensors else None), errors
+
+
+def top_k(
+    probs: torch.Tensor, classes: Sequence[str], k: int
+) -> list[tuple[tuple[str, ...], tuple[float, ...], tuple[int, ...]]]:
+    """The ``k`` most likely (labels, probabilities, indices) of each row, best first.
+
+    ``k`` is capped at the number of classes.
+    """
+    if not len(probs):
+        return []
+    values, indices = probs.topk(min(k, len(classes)), dim=1)
+    return [
+        (tuple(classes[i] for i in idx), tuple(float(v) for v in vals), tuple(idx))
+        for vals, idx in zip(values.tolist(), indices.tolist())
+    ]
+
+
+_Batch = tuple[list[str], torch.Tensor | None, list[tuple[str, str]]]
+
+
 def _batches(
-    paths: Sequence[str | Path], loaded: LoadedModel, batch_size: int
-) -> Iterator[tuple[list[str], torch.Tensor | None, list[tuple[str, str]]]]:
-    """Yield (good paths, stacked tensors, [(bad path, reason)]) per batch of paths."""
+    paths: Sequence[str | Path], preprocessing: PreprocessSpec, batch_size: int
+) -> Iterator[_Batch]:
+    """Yield (readable paths, their stacked images, [(unreadable path, reason)]) per batch."""
     for start in range(0, len(paths), batch_size):
-        good: list[str] = []
-        tensors: list[torch.Tensor] = []
-        bad: list[tuple[str, str]] = []
-        for path in paths[start : start + batch_size]:
-            try:
-                tensors.append(image_to_tensor(path, loaded.preprocessing))
-                good.append(str(path))
-            except DataError as exc:
-                bad.append((str(path), str(exc)))
-        yield good, (torch.stack(tensors) if tensors else None), bad
+        chunk = [str(p) for p in paths[start : start + batch_size]]
+        images, errors = decode_images(chunk, preprocessing)
+        good = [p for p, error in zip(chunk, errors) if error is None]
+        bad = [(p, error) for p, error in zip(chunk, errors) if error is not None]
+        yield good, images, bad
 
 
-def _prefetched(iterator: Iterator[Any]) -> Iterator[Any]:
+def _prefetched(iterator: Iterator[T]) -> Iterator[T]:
     """Produce the next item in a background thread while the caller works on the current one.
 
     Decoding (PIL) releases the GIL, so decoding batch k+1 overlaps the forward pass of batch k.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="headstart-decode") as pool:
         future = pool.submit(next, iterator, None)
         while (item := future.result()) is not None:
@@ -69,26 +146,24 @@ def _prefetched(iterator: Iterator[Any]) -> Iterator[Any]:
 def logits_for_files(
     loaded: LoadedModel, paths: Sequence[str | Path], *, batch_size: int = 32
 ) -> tuple[list[str], torch.Tensor, list[tuple[str, str]]]:
-    """Raw model outputs for each readable file; decoding overlaps the forward pass.
+    """Raw model outputs for each readable file, run on the model's device.
+
+    Decoding overlaps the forward pass.
 
     Returns:
-        The readable paths, their logits (N, num_classes), and (path, reason) for the others.
+        The readable paths, their logits (N, num_classes) on the CPU, and (path, reason) for the
+        others.
     """
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be positive, got {batch_size}.")
-    model = loaded.model.eval()
-    layout = torch.channels_last if prefers_channels_last(model) else torch.contiguous_format
-    model = model.to(memory_format=layout)
-    device = next(model.parameters()).device
+    runner = ModelRunner(loaded)
     good_all: list[str] = []
     outputs: list[torch.Tensor] = []
     bad_all: list[tuple[str, str]] = []
-    with torch.inference_mode():
-        for good, batch, bad in _prefetched(_batches(paths, loaded, batch_size)):
-            bad_all.extend(bad)
-            if batch is None:
-                continue
-            outputs.append(model(batch.to(device, memory_format=layout)).float().cpu())
+    for good, images, bad in _prefetched(_batches(paths, loaded.preprocessing, batch_size)):
+        bad_all.extend(bad)
+        if images is not None:
+            outputs.append(runner.logits(images))
             good_all.extend(good)
     logits = torch.cat(outputs) if outputs else torch.empty(0, len(loaded.classes))
     return good_all, logits, bad_all
@@ -97,10 +172,11 @@ def logits_for_files(
 def predict_proba_files(
     loaded: LoadedModel, paths: Sequence[str | Path], *, batch_size: int = 32
 ) -> tuple[list[str], torch.Tensor, list[tuple[str, str]]]:
-    """Class probabilities for each readable file.
+    """Class probabilities for each readable file, run on the model's device.
 
     Returns:
-        The readable paths, their probabilities (N, num_classes), and (path, reason) for the others.
+        The readable paths, their probabilities (N, num_classes) on the CPU, and (path, reason)
+        for the others.
     """
     good, logits, bad = logits_for_files(loaded, paths, batch_size=batch_size)
     return good, torch.softmax(logits, dim=1), bad
@@ -113,17 +189,9 @@ def predict_files(
     if topk < 1:
         raise ConfigError(f"--topk must be at least 1, got {topk}.")
     good, probs, bad = predict_proba_files(loaded, paths, batch_size=batch_size)
-    k = min(topk, len(loaded.classes))
-    by_path: dict[str, Prediction] = {}
-    if len(good):
-        values, indices = probs.topk(k, dim=1)
-        for path, vals, idx in zip(good, values.tolist(), indices.tolist()):
-            by_path[path] = Prediction(
-                path=path,
-                labels=tuple(loaded.classes[i] for i in idx),
-                probs=tuple(float(v) for v in vals),
-                indices=tuple(idx),
-            )
-    for path, reason in bad:
-        by_path[path] = Prediction(path=path, error=reason)
+    by_path = {
+        path: Prediction(path=path, labels=labels, probs=values, indices=indices)
+        for path, (labels, values, indices) in zip(good, top_k(probs, loaded.classes, topk))
+    }
+    by_path.update((path, Prediction(path=path, error=reason)) for path, reason in bad)
     return [by_path[str(p)] for p in paths]

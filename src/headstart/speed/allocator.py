@@ -45,8 +45,8 @@ def keep_freed_memory() -> Iterator[bool]:
     memory is trimmed; glibc's dynamic mmap threshold stays off after that (any ``mallopt``
     call turns it off), so later large blocks of the process are always mmapped. Re-entrant;
     a no-op (yields False) without glibc or when the user tuned malloc through ``MALLOC_*``
-    environment variables. The headstart commands and ``fit_run`` enter it; library calls for
-    prediction leave the allocator alone.
+    environment variables. The headstart commands and ``pipeline.train_run`` enter it; library
+    calls for prediction leave the allocator alone.
     """
     global _keep_depth
     libc = _glibc()

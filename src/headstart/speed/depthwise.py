@@ -11,7 +11,7 @@ from torch import nn
 
 __all__ = ["has_depthwise", "set_float32_depthwise"]
 
-_FLOAT32_CLASSES: dict[type, type] = {}
+_FLOAT32_CLASSES: dict[type[nn.Module], type[nn.Module]] = {}
 
 
 def _float32_forward(self: nn.Conv2d, input: torch.Tensor) -> torch.Tensor:

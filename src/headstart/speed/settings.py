@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -61,7 +61,7 @@ class SpeedSettings:
         layout = torch.channels_last if self.channels_last else torch.contiguous_format
         model.to(memory_format=layout)
         set_float32_depthwise(model, self.float32_depthwise and self.autocast is not None)
-        return torch.compile(model) if self.compile else model
+        return cast(nn.Module, torch.compile(model)) if self.compile else model
 
     def prepare_input(self, images: torch.Tensor) -> torch.Tensor:
         """Convert a batch of images to the memory format."""

@@ -157,7 +157,7 @@ def time_candidates(
             model.eval()
         elif not model.training:
             model.train()
-        runnable: dict[SpeedSettings, tuple[Callable[..., Any], torch.Tensor]] = {}
+        runnable: dict[SpeedSettings, tuple[nn.Module, torch.Tensor]] = {}
         for settings in candidates:
             try:
                 run, x = settings.prepare_model(model), settings.prepare_input(images)

@@ -1,0 +1,49 @@
+"""Inspecting files: a reason for every unusable file, the size limits, threads."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from PIL import Image
+
+from headstart.data.audit import audit_folder, inspect_file
+from headstart.data.audit.inspect import inspect_files
+from tests.conftest import make_image_folder
+
+
+def test_unreadable_file_is_reported(tmp_path: Path) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("running as root: chmod 000 does not block reading")
+    path = tmp_path / "locked.png"
+    Image.new("RGB", (20, 20)).save(path)
+    path.chmod(0)
+    try:
+        bad = inspect_file(path).bad
+    finally:
+        path.chmod(0o644)
+    assert bad is not None and bad.kind == "unreadable" and "permission" in bad.reason
+
+
+def test_max_pixels_and_min_size_are_settings(tmp_path: Path) -> None:
+    data = make_image_folder(tmp_path / "data", n=3, size=(40, 32))
+    bombs = audit_folder(data, max_pixels=1000, workers=1)
+    assert {b.kind for b in bombs.bad} == {"too_large"}
+    assert len(bombs.bad) == 6 and "max_pixels" in bombs.bad[0].reason
+    small = audit_folder(data, min_size=33, workers=1)
+    assert {b.kind for b in small.bad} == {"too_small"}
+    assert audit_folder(data, min_size=32, workers=1).bad == []
+
+
+def test_threads_give_the_same_results(tmp_path: Path, bench: ModuleType) -> None:
+    corpus = bench.build_corpus(tmp_path / "data", empty_class=False)
+    paths = sorted(p for p in corpus.good + list(corpus.bad) if not os.path.isdir(p))
+    one = inspect_files(paths, max_pixels=10**8, min_size=8, workers=1)
+    four = inspect_files(paths, max_pixels=10**8, min_size=8, workers=4)
+    assert one == four
+    one_report = audit_folder(corpus.root, workers=1, use_cache=False).to_dict()
+    four_report = audit_folder(corpus.root, workers=4, use_cache=False).to_dict()
+    one_report.pop("seconds"), four_report.pop("seconds")
+    assert one_report == four_report

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from headstart import files
+from headstart.errors import ConfigError
 
 
 def _mode(path: Path) -> int:
@@ -68,3 +69,23 @@ def test_cache_dir_follows_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_
     monkeypatch.delenv("HEADSTART_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert files.cache_dir() == tmp_path / "xdg" / "headstart"
+
+
+def test_marked_folders_are_told_from_user_folders(tmp_path: Path) -> None:
+    run = files.mark_folder(tmp_path / "runs" / "run", "run")
+    assert files.folder_kind(run) == "run" and _mode(run / files.MARKER) == 0o644
+    assert files.folder_kind(tmp_path) is None
+    (tmp_path / "fake").mkdir()
+    (tmp_path / "fake" / files.MARKER).write_text("not json")  # a user's own dot-file
+    assert files.folder_kind(tmp_path / "fake") is None
+
+
+def test_outputs_are_refused_inside_the_data(tmp_path: Path) -> None:
+    data = tmp_path / "photos"
+    (data / "cat").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(data)
+    for inside in (data, data / "runs" / "run", tmp_path / "link" / "cat" / "x.json"):
+        with pytest.raises(ConfigError, match="inside the data folder"):
+            files.refuse_inside(inside, data)
+    files.refuse_inside(tmp_path / "photos-runs", data)  # a sibling whose name starts alike
+    assert not files.is_within(tmp_path / "photos2", data)

@@ -1,15 +1,22 @@
-"""Where headstart keeps its caches, and the one atomic file write every writer uses (no torch).
+"""Where headstart keeps its caches, the one atomic file write every writer uses, and the marks
+on the folders headstart writes (no torch).
 
 ``atomic_write`` writes to a temporary file beside the target, fsyncs it, gives it mode 0644 and
 renames it into place, so a reader (or a process killed mid-write) sees the old file or the new
 one, never half of one. Temporary files are named ``.<name>.<random>.tmp``; ``sweep_temporaries``
 removes the ones a killed process left behind. Folders headstart creates for its outputs are made
 0755 by ``make_dirs``: models and reports are made to be shared and served.
+
+Every output folder headstart writes (run folders, report folders, the cache) holds a small
+``.headstart`` marker (``mark_folder``); the data walk never takes a marked folder in as images,
+and ``folder_kind`` tells a folder headstart wrote from a user's folder before anything in it is
+replaced. ``refuse_inside`` keeps outputs out of a data folder.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import tempfile
@@ -17,14 +24,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
+from headstart.errors import ConfigError
+
 __all__ = [
     "DIR_MODE",
     "FILE_MODE",
+    "MARKER",
     "TMP_SUFFIX",
     "atomic_write",
     "cache_dir",
+    "folder_kind",
+    "is_within",
     "make_dirs",
+    "mark_folder",
     "previous_path",
+    "refuse_inside",
     "sweep_temporaries",
 ]
 
@@ -35,6 +49,9 @@ FILE_MODE = 0o644
 DIR_MODE = 0o755
 """Mode of the output folders headstart creates."""
 TMP_SUFFIX = ".tmp"
+MARKER = ".headstart"
+"""The file that marks a folder headstart wrote (a run, a report, the cache)."""
+_MARKER_FORMAT = "headstart-folder"
 
 Content = bytes | str | Callable[[IO[bytes]], None]
 """What ``atomic_write`` writes: bytes, text (UTF-8), or a function that writes into a handle."""
@@ -151,3 +168,44 @@ def sweep_temporaries(directory: str | Path) -> list[Path]:
             log.info("removed %s, left by an interrupted write", stale)
     return removed
 
+
+
+def mark_folder(path: str | Path, kind: str) -> Path:
+    """Create ``path`` if needed and mark it as a folder headstart writes (``kind``: run, report,
+    cache, ...); returns the folder."""
+    folder = make_dirs(path)
+    marker = folder / MARKER
+    if folder_kind(folder) != kind:
+        atomic_write(marker, json.dumps({"format": _MARKER_FORMAT, "kind": kind}) + "\n")
+    return folder
+
+
+def folder_kind(path: str | Path) -> str | None:
+    """The kind ``path`` was marked with by :func:`mark_folder`, or None (a user's folder)."""
+    try:
+        doc = json.loads((Path(path) / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict) or doc.get("format") != _MARKER_FORMAT:
+        return None
+    kind = doc.get("kind")
+    return kind if isinstance(kind, str) else None
+
+
+def is_within(path: str | Path, folder: str | Path) -> bool:
+    """Whether ``path`` is ``folder`` or lies under it (links resolved; neither need exist)."""
+    real, root = os.path.realpath(path), os.path.realpath(folder)
+    return real == root or real.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def refuse_inside(path: str | Path, data: str | Path, *, flag: str = "--out") -> None:
+    """Raise unless ``path`` lies outside the data folder ``data``: headstart never writes into it.
+
+    Raises:
+        ConfigError: ``path`` is ``data`` or lies inside it.
+    """
+    if is_within(path, data):
+        raise ConfigError(
+            f"{flag} {path} lies inside the data folder {data}; headstart never writes into your "
+            f"data: choose a {flag} outside it."
+        )

@@ -11,7 +11,8 @@ A run folder holds::
     report/              the evaluation report; eval/ holds later `headstart evaluate` reports
     tensorboard/         TensorBoard events, with --tensorboard
 
-No other module spells these names. Every file is written atomically (``files.atomic_write``).
+No other module spells these names. Every file is written atomically (``files.atomic_write``), and
+the folder is marked (``files.mark_folder``) so that no walk of a data folder takes it in as images.
 """
 
 from __future__ import annotations
@@ -29,9 +30,14 @@ import yaml
 from headstart.config import TrainConfig, config_text, parse_config_text
 from headstart.data.folders import DataSplits, read_splits, splits_json
 from headstart.errors import ConfigError
-from headstart.files import atomic_write, make_dirs, previous_path, sweep_temporaries
+from headstart.files import (
+    atomic_write,
+    mark_folder,
+    previous_path,
+    sweep_temporaries,
+)
 
-__all__ = ["HISTORY_COLUMNS", "RunFolder"]
+__all__ = ["HISTORY_COLUMNS", "RUN_KIND", "RunFolder"]
 
 HISTORY_COLUMNS = (
     "epoch",
@@ -48,6 +54,8 @@ HISTORY_COLUMNS = (
 """Columns of metrics.csv; ``lr`` is the head's learning rate at the epoch's first step and
 ``val_loss`` is plain cross-entropy (no label smoothing)."""
 
+RUN_KIND = "run"
+"""The kind of the marker a run folder carries."""
 _CONFIG = "config.yaml"
 _SPLITS = "splits.json"
 _DATA_REPORT = "data_report.json"
@@ -73,24 +81,42 @@ class RunFolder:
         """Make the folder of a new run: a taken default name gets a suffix, a taken --out errors.
 
         Returns:
-            The run folder (created, mode 0755) and a note when its name was changed.
+            The run folder (created, mode 0755, marked) and a note when its name was changed.
 
         Raises:
-            ConfigError: ``explicit`` and ``out`` exists and is not empty.
+            ConfigError: ``explicit`` and ``out`` exists and is not empty (an unfinished run there
+                is pointed at ``--resume``), or the folder cannot be written.
         """
         path = Path(out)
         if not path.exists() or (path.is_dir() and not any(path.iterdir())):
-            return cls(make_dirs(path)), None
+            return cls._made(path), None
         if explicit:
+            run = cls(path)
+            if run.is_run() and run.has_checkpoint() and not run.model_dir.exists():
+                raise ConfigError(
+                    f"{path} holds a run that did not finish; continue it with `headstart train "
+                    f"--resume {path}`, or choose another --out."
+                )
             raise ConfigError(
                 f"run folder {path} already exists and is not empty; choose another --out "
-                "(headstart never overwrites a finished run)."
+                "(headstart never overwrites a run or your files)."
             )
         n = 2
         while Path(f"{path}-{n}").exists():
             n += 1
         new = Path(f"{path}-{n}")
-        return cls(make_dirs(new)), f"{path} exists; writing this run to {new}"
+        return cls._made(new), f"{path} exists; writing this run to {new}"
+
+    @classmethod
+    def _made(cls, path: Path) -> RunFolder:
+        """Create and mark the folder, or say in one line why it cannot be written."""
+        try:
+            return cls(mark_folder(path, RUN_KIND))
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot write the run folder {path}: {exc.strerror or exc}; choose a writable "
+                "--out."
+            ) from None
 
     @classmethod
     def open(cls, path: str | Path) -> RunFolder:

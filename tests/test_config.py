@@ -21,9 +21,9 @@ def test_defaults_are_the_documented_ones() -> None:
     ("values", "needle"),
     [
         ({"strategy": "two_phase"}, "Did you mean: two-phase"),
-        ({"epochs": 0}, "--epochs must be positive"),
+        ({"epochs": 0}, "--epochs must be a whole number from 1"),
         ({"epochs": 3, "head_epochs": 3}, "greater than --head-epochs"),
-        ({"image_size": 4}, "at least 8"),
+        ({"image_size": 4}, "from 8 to 2048"),
         ({"accelerator": "cuda0"}, "auto, cpu, cuda"),
         ({"precision": "bf16"}, "bf16-mixed"),
         ({"monitor": "acc"}, "val_acc"),
@@ -59,3 +59,43 @@ def test_renamed_setting_is_still_read(tmp_path: Path) -> None:
     path.write_text("settings:\n  feature_cache: false\n")
     config, origin = load_config(path)
     assert config.cache is False and origin["cache"] == "file"
+
+
+@pytest.mark.parametrize(
+    ("values", "needle"),
+    [
+        ({"lr": float("inf")}, "--lr must be a finite number greater than 0"),
+        ({"lr": float("nan")}, "--lr must be a finite number"),
+        ({"lr": -1e-3}, "--lr must be a finite number greater than 0"),
+        ({"backbone_lr_factor": -1}, "--backbone-lr-factor must be a finite number at least 0"),
+        ({"layer_decay": 0}, "--layer-decay must be a finite number greater than 0"),
+        ({"weight_decay": float("inf")}, "--weight-decay must be a finite number"),
+        ({"warmup_epochs": float("nan")}, "--warmup-epochs must be a finite number"),
+        ({"seed": -1}, "--seed must be a whole number from 0 to 4294967295"),
+        ({"seed": 10**23}, "--seed must be a whole number from 0 to 4294967295"),
+        ({"image_size": 100000}, "--image-size must be a whole number from 8 to 2048"),
+        ({"num_workers": -1}, "--num-workers must be a whole number from 0"),
+        ({"max_bad_fraction": 5}, "--max-bad-fraction must be a finite number at least 0"),
+        ({"patience": -2}, "--patience must be a whole number from 0"),
+        ({"epochs": True}, "setting epochs: True is not a whole number"),
+        ({"epochs": "3"}, "setting epochs: '3' is not a whole number"),
+        ({"cache": "yes"}, "setting cache: 'yes' is not true or false"),
+    ],
+)
+def test_one_validation_for_python_yaml_and_cli(tmp_path: Path, values: dict, needle: str) -> None:
+    """The same ranges hold whichever way a setting arrives."""
+    with pytest.raises(ConfigError, match=needle.replace("(", r"\(")):
+        TrainConfig(**values)  # the Python API
+    if not isinstance(next(iter(values.values())), str):  # YAML would read "3" as the number 3
+        path = tmp_path / "c.yaml"
+        path.write_text(yaml.safe_dump({"settings": values}))
+        with pytest.raises(ConfigError, match=needle.split(":")[0].replace("(", r"\(")):
+            load_config(path)
+
+
+@pytest.mark.parametrize("text", ["settings: 5\n", "settings: [1, 2]\n", "1: 2\n", "- a\n"])
+def test_malformed_yaml_is_one_clear_error(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match="c.yaml|setting names"):
+        load_config(path)

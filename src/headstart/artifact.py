@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from headstart.errors import ModelError
-from headstart.files import atomic_write, make_dirs
+from headstart.files import atomic_write, mark_folder
 from headstart.preprocessing import PreprocessSpec
 
 if TYPE_CHECKING:
@@ -33,6 +33,8 @@ __all__ = [
 
 FORMAT = "headstart-model"
 FORMAT_VERSION = 1
+MODEL_KIND = "model"
+"""The kind of the marker a model folder carries (see ``files.mark_folder``)."""
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "headstart.json"
 
@@ -92,11 +94,16 @@ def save_model_dir(
 
     Both files are written atomically (``files.atomic_write``), so a crash leaves either the old
     or the new file, never half of one. Files get mode 0644 and the folders created 0755: a model
-    is made to be shared and served.
+    is made to be shared and served. The folder is marked as a model folder; a folder holding
+    files of those names that headstart did not write is refused.
+
+    Raises:
+        ModelError: ``path`` holds a ``model.safetensors`` or ``headstart.json`` of someone else's.
     """
     from safetensors.torch import save
 
-    path = make_dirs(path)
+    _refuse_foreign(Path(path))
+    path = mark_folder(path, MODEL_KIND)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     meta: dict[str, Any] = {
         "format": FORMAT,
@@ -117,6 +124,22 @@ def save_model_dir(
     atomic_write(path / WEIGHTS_FILE, save(state, metadata={"format": FORMAT}))
     atomic_write(path / META_FILE, json.dumps(meta, indent=2, default=str) + "\n")
     return path
+
+
+def _refuse_foreign(path: Path) -> None:
+    """Never replace a user's files: only a model folder headstart wrote may be written again."""
+    taken = [path / name for name in (WEIGHTS_FILE, META_FILE) if (path / name).exists()]
+    if not taken:
+        return
+    try:
+        ours = json.loads((path / META_FILE).read_text(encoding="utf-8")).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        ours = False
+    if not ours:
+        raise ModelError(
+            f"{taken[0]} exists and was not written by headstart; save the model into another "
+            "folder (headstart never overwrites your files)."
+        )
 
 
 def is_model_dir(path: str | Path) -> bool:

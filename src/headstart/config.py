@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, fields
 from enum import Enum
 from pathlib import Path
@@ -64,6 +65,35 @@ class Augment(str, Enum):
 DEFAULT_MODEL = "bundled:efficientnet_lite0"
 ACCELERATORS = ("auto", "cpu", "cuda", "gpu", "mps", "tpu")
 PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")
+MONITORS = ("val_acc", "val_loss", "val_f1")
+MAX_IMAGE_SIZE = 2048
+"""Largest --image-size: beyond it one batch needs more memory than machines have (the largest
+pretrained classifiers take 800 px)."""
+_WHOLE = {  # setting: (lowest, highest)
+    "unfreeze_stages": (0, 1_000),
+    "epochs": (1, 100_000),
+    "head_epochs": (0, 100_000),
+    "image_size": (8, MAX_IMAGE_SIZE),
+    "batch_size": (1, 65_536),
+    "patience": (0, 100_000),
+    "seed": (0, 2**32 - 1),
+    "num_workers": (0, 256),
+    "checkpoint_every_steps": (0, 10**9),
+}
+"""Ranges of the whole-number settings, the same for the command line, YAML and Python."""
+_REAL = {  # setting: (lowest, highest, lowest allowed?, highest allowed?)
+    "lr": (0.0, math.inf, False, False),
+    "backbone_lr_factor": (0.0, math.inf, True, False),
+    "layer_decay": (0.0, 1.0, False, True),
+    "weight_decay": (0.0, math.inf, True, False),
+    "momentum": (0.0, 1.0, True, False),
+    "label_smoothing": (0.0, 1.0, True, False),
+    "warmup_epochs": (0.0, math.inf, True, False),
+    "val_fraction": (0.0, 1.0, False, False),
+    "test_fraction": (0.0, 1.0, True, False),
+    "max_bad_fraction": (0.0, 1.0, True, True),
+}
+"""Ranges of the real-valued settings; every one must also be finite (no nan, no inf)."""
 RESUME_FREE = ("data", "out", "checkpoint_every_steps")
 """Settings that may change when a run is resumed without changing its result."""
 RESUME_INEXACT = ("num_workers", "accelerator", "precision")
@@ -125,44 +155,24 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, enum):
                 object.__setattr__(self, name, _to_enum(enum, value, name))
-        _check_positive(self, "epochs", "batch_size", "lr")
-        if self.unfreeze_stages < 0:
-            raise ConfigError(f"--unfreeze-stages must be >= 0, got {self.unfreeze_stages}.")
-        if self.head_epochs < 0:
-            raise ConfigError(f"--head-epochs must be >= 0, got {self.head_epochs}.")
-        if self.checkpoint_every_steps < 0:
-            raise ConfigError(
-                f"--checkpoint-every-steps must be >= 0 (0: at epoch ends only), "
-                f"got {self.checkpoint_every_steps}."
-            )
+        _check_types(self)
+        _check_ranges(self)
         if self.strategy is Strategy.TWO_PHASE and self.head_epochs >= self.epochs:
             raise ConfigError(
                 f"two-phase training needs --epochs ({self.epochs}) greater than --head-epochs "
                 f"({self.head_epochs}); raise --epochs or lower --head-epochs."
             )
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise ConfigError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}.")
-        if not 0.0 < self.val_fraction < 1.0 or not 0.0 <= self.test_fraction < 1.0:
-            raise ConfigError("--val-fraction must be in (0, 1) and --test-fraction in [0, 1).")
         if self.val_fraction + self.test_fraction >= 1.0:
             raise ConfigError("--val-fraction plus --test-fraction must leave images to train on.")
-        if self.image_size is not None and self.image_size < 8:
-            raise ConfigError(f"--image-size must be at least 8 pixels, got {self.image_size}.")
-        if self.accelerator not in ACCELERATORS:
-            raise ConfigError(
-                f"unknown --accelerator {self.accelerator!r}; use one of {', '.join(ACCELERATORS)}."
-                f"{closest(self.accelerator, ACCELERATORS)}"
-            )
-        if self.precision not in PRECISIONS:
-            raise ConfigError(
-                f"unknown --precision {self.precision!r}; use one of {', '.join(PRECISIONS)}."
-                f"{closest(self.precision, PRECISIONS)}"
-            )
-        monitors = ("val_acc", "val_loss", "val_f1")
-        if self.monitor not in monitors:
-            raise ConfigError(
-                f"--monitor {self.monitor!r} is not known; use one of {', '.join(monitors)}."
-            )
+        for name, choices in (
+            ("accelerator", ACCELERATORS), ("precision", PRECISIONS), ("monitor", MONITORS),
+        ):  # fmt: skip
+            value = getattr(self, name)
+            if value not in choices:
+                raise ConfigError(
+                    f"unknown --{name} {value!r}; use one of {', '.join(choices)}."
+                    f"{closest(value, choices)}"
+                )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain YAML/JSON-friendly dict (enums become their CLI words)."""
@@ -187,11 +197,45 @@ def _to_enum(enum: type[Enum], value: Any, name: str) -> Enum:
         ) from None
 
 
-def _check_positive(config: TrainConfig, *names: str) -> None:
-    for name in names:
-        if getattr(config, name) <= 0:
-            flag = "--" + name.replace("_", "-")
-            raise ConfigError(f"{flag} must be positive, got {getattr(config, name)}.")
+def _check_types(config: TrainConfig) -> None:
+    """Every setting has its type (whole numbers are not booleans; reals become floats)."""
+    for f in fields(config):
+        value, kind = getattr(config, f.name), _FIELD_TYPES[f.name]
+        if isinstance(value, Enum) or (value is None and f.name in _OPTIONAL):
+            continue
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            object.__setattr__(config, f.name, float(value))
+            continue
+        fits = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
+        if not fits:
+            raise ConfigError(f"setting {f.name}: {value!r} is not {_EXPECTED.get(kind, 'text')}.")
+
+
+def _check_ranges(config: TrainConfig) -> None:
+    """Every number lies in its range (``_WHOLE``, ``_REAL``); one message names the range."""
+    for name, (low, high) in _WHOLE.items():
+        value = getattr(config, name)
+        if value is not None and not low <= value <= high:
+            raise ConfigError(
+                f"{_flag(name)} must be a whole number from {low} to {high}, got {value}."
+            )
+    for name, (low, high, low_ok, high_ok) in _REAL.items():
+        value = getattr(config, name)
+        inside = (low <= value if low_ok else low < value) and (
+            value <= high if high_ok else value < high
+        )
+        if not (math.isfinite(value) and inside):
+            lower = f"at least {low:g}" if low_ok else f"greater than {low:g}"
+            upper = "" if math.isinf(high) else (
+                f" and at most {high:g}" if high_ok else f" and below {high:g}"
+            )  # fmt: skip
+            raise ConfigError(
+                f"{_flag(name)} must be a finite number {lower}{upper}, got {value}."
+            )
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 def load_config(path: str | Path, **overrides: Any) -> tuple[TrainConfig, dict[str, str]]:
@@ -216,6 +260,8 @@ def build_config(
     origin = dict.fromkeys(names, "default")
     for label, source in (("file", file_values or {}), ("cli", cli_values or {})):
         for key, value in source.items():
+            if not isinstance(key, str):
+                raise ConfigError(f"setting names are words; {key!r} is not one.")
             key = current_name(key.replace("-", "_"))
             if key not in names:
                 raise ConfigError(f"unknown setting {key!r}.{closest(key, names)}")
@@ -225,6 +271,8 @@ def build_config(
 
 _FIELD_TYPES: dict[str, type] = {f.name: type(f.default) for f in fields(TrainConfig)}
 _FIELD_TYPES.update(image_size=int, weights=str)
+_OPTIONAL = ("image_size", "weights")
+_EXPECTED = {bool: "true or false", int: "a whole number", float: "a number"}
 
 
 def _coerce(key: str, value: Any) -> Any:
@@ -233,6 +281,8 @@ def _coerce(key: str, value: Any) -> Any:
     if value is None or isinstance(value, Enum) or kind is type(None):
         return value
     try:
+        if isinstance(value, bool) and kind is not bool:
+            raise ValueError  # YAML reads `epochs: yes` as True, which is not 1 epoch
         if kind is bool:
             if isinstance(value, str) and value.lower() in ("true", "yes", "on", "1"):
                 return True
@@ -244,10 +294,8 @@ def _coerce(key: str, value: Any) -> Any:
         if kind is int and isinstance(value, float) and not value.is_integer():
             raise ValueError
         return kind(value) if kind in (int, float, str) else value
-    except (TypeError, ValueError):
-        expected = {bool: "true or false", int: "a whole number", float: "a number"}.get(
-            kind, "text"
-        )
+    except (TypeError, ValueError, OverflowError):
+        expected = _EXPECTED.get(kind, "text")
         raise ConfigError(f"setting {key}: {value!r} is not {expected}.") from None
 
 
@@ -270,4 +318,8 @@ def parse_config_text(text: str, name: str, **overrides: Any) -> tuple[TrainConf
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {name} must hold a mapping of settings.")
     settings = raw.get("settings", raw)
+    if not isinstance(settings, dict):
+        raise ConfigError(
+            f"config file {name}: 'settings' must hold a mapping (name: value), got {settings!r}."
+        )
     return build_config(file_values=settings, cli_values=overrides)

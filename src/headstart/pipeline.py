@@ -36,9 +36,12 @@ if TYPE_CHECKING:
     from headstart.training.strategies import Phase
     from headstart.zoo.spec import BackboneSpec
 
-__all__ = ["RunResult", "resume_run", "train_run"]
+__all__ = ["NOTE_FLAG", "RunResult", "resume_run", "train_run"]
 
 log = logging.getLogger(__name__)
+
+NOTE_FLAG = "headstart_note"
+"""Set on the log records of notes, which callbacks already show (a console handler skips them)."""
 
 
 @dataclass
@@ -70,7 +73,7 @@ class _Notes(Callback):
 
     def add(self, message: str, *, level: int = logging.INFO) -> None:
         self.messages.append(message)
-        log.log(level, message)
+        log.log(level, message, extra={NOTE_FLAG: True})  # shown once: the CLI prints notes
         self._callbacks.on_note(message)
 
 
@@ -91,10 +94,12 @@ def train_run(
 
     origin = origin or dict.fromkeys(config.to_dict(), "default")
     notes = _Notes(CallbackList(callbacks))
+    fabric = _fabric(config)  # an accelerator this machine lacks fails before any work
     splits = load_splits(
         config.data, val_fraction=config.val_fraction, test_fraction=config.test_fraction,
         seed=config.seed,
     )  # fmt: skip
+    _refuse_out_in_data(config.out, splits)
     report = _audit(splits, config, notes)
     splits = report.clean_splits()
     model, spec = _create_model(config, num_classes=len(splits.classes))
@@ -112,7 +117,9 @@ def train_run(
     run.save_splits(splits)
     run.save_data_report(report.to_dict())
     run.save_config(config, origin)
-    return _train_and_save(config, splits, model, spec, run, notes, callbacks, resume=False)
+    return _train_and_save(
+        fabric, config, splits, model, spec, run, notes, callbacks, resume=False
+    )
 
 
 def resume_run(
@@ -135,6 +142,7 @@ def resume_run(
     """
     run = RunFolder.open(run_dir)
     config, _ = run.load_config(**(overrides or {}))
+    fabric = _fabric(config)
     if not run.has_checkpoint():
         raise CheckpointError(
             f"{run_dir} has no checkpoint to resume from (it stopped before its first epoch "
@@ -144,7 +152,7 @@ def resume_run(
     model, spec = _create_model(config, num_classes=len(splits.classes))
     notes = _Notes(CallbackList(callbacks))
     notes.add(f"resuming the run in {run_dir} from its last checkpoint")
-    return _train_and_save(config, splits, model, spec, run, notes, callbacks, resume=True)
+    return _train_and_save(fabric, config, splits, model, spec, run, notes, callbacks, resume=True)
 
 
 def data_fingerprint(classes: tuple[str, ...], samples: Sequence[Sample]) -> str:
@@ -157,6 +165,14 @@ def data_fingerprint(classes: tuple[str, ...], samples: Sequence[Sample]) -> str
             size = -1
         digest.update(f"{Path(s.path).name}\0{size}\0{s.label}\n".encode())
     return digest.hexdigest()[:16]
+
+
+def _refuse_out_in_data(out: str, splits: DataSplits) -> None:
+    """The run folder must not lie among the images (it may sit beside ``train/`` and ``val/``)."""
+    from headstart.files import refuse_inside
+
+    for root in splits.image_roots():
+        refuse_inside(out, root)
 
 
 def _audit(splits: DataSplits, config: TrainConfig, notes: _Notes) -> AuditReport:
@@ -295,7 +311,14 @@ class _PhaseData:
         )  # fmt: skip
 
 
+def _fabric(config: TrainConfig) -> Fabric:
+    from headstart.training.devices import create_fabric
+
+    return create_fabric(config.accelerator, config.precision)
+
+
 def _train_and_save(
+    fabric: Fabric,
     config: TrainConfig,
     splits: DataSplits,
     model: nn.Module,
@@ -308,11 +331,10 @@ def _train_and_save(
 ) -> RunResult:
     from headstart.artifact import LoadedModel, save_model_dir
     from headstart.speed.allocator import keep_freed_memory
-    from headstart.training.engine import create_fabric, train_phases
+    from headstart.training.engine import train_phases
 
     classes = tuple(splits.classes)
     pre = spec.preprocessing.with_size(config.image_size)
-    fabric = create_fabric(config.accelerator, config.precision)
     data = _PhaseData(fabric, config, splits, model, spec, pre, notes)
     with ExitStack() as stack:
         stack.enter_context(keep_freed_memory())  # page faults cost 20-35% of a CPU step
@@ -328,6 +350,8 @@ def _train_and_save(
         )  # fmt: skip
     image_phases = [p.name for p in result.phases if not data.on_features(p)]
     _note_speed(result, image_phases, config, notes)
+    if result.diverged:
+        notes.add(result.diverged, level=logging.WARNING)
     if result.failures:
         notes.add(
             f"{len(result.failures)} image(s) broke during training and were replaced; see "

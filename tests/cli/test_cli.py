@@ -268,3 +268,99 @@ def test_data_may_come_from_the_config_file(tmp_path: Path, image_folder_factory
                                       "strategy": "feature-extract"}))  # fmt: skip
     code, out, err = run(["train", "--config", str(config), "--out", str(tmp_path / "run")])
     assert code == 0, out + err
+
+
+# ------------------------------------------------- issue 11: predict, evaluate, export, serve
+
+
+def _one_line_exit_2(code: int, out: str, err: str, needle: str) -> None:
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and needle in err, out + err
+
+
+def test_predict_skips_a_thin_image_and_keeps_the_others(trained_run, tmp_path: Path) -> None:
+    from PIL import Image
+
+    run_dir, data = trained_run
+    folder = tmp_path / "new"
+    folder.mkdir()
+    for image in sorted((data / "test" / "cat").glob("*.png"))[:2]:
+        (folder / image.name).write_bytes(image.read_bytes())
+    Image.new("RGB", (20_000, 1)).save(folder / "thin.png")  # 144 bytes, 5 GB at 224 px
+    code, out, err = run(["predict", str(run_dir), str(folder), "--json"])
+    assert code == 0, err
+    rows = {Path(r["path"]).name: r for r in json.loads(out)}
+    assert "top" in rows["cat_000.png"] and "top" in rows["cat_001.png"]
+    assert "thin.png" in rows["thin.png"]["error"] and "\n" not in rows["thin.png"]["error"]
+
+
+def test_export_never_overwrites_a_users_file_or_takes_a_folder(
+    trained_run, tmp_path: Path
+) -> None:
+    run_dir, _ = trained_run
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    code, out, err = run(["export", str(run_dir), "--out", str(notes)])
+    _one_line_exit_2(code, out, err, "is not a headstart export")
+    assert notes.read_text() == "my notes\n"
+    _one_line_exit_2(*run(["export", str(run_dir), "--out", str(tmp_path)]), "is a folder")
+    _one_line_exit_2(*run(["export", str(run_dir), "--out", str(notes / "m.onnx")]),
+                     "choose a writable --out")  # fmt: skip
+    _one_line_exit_2(*run(["export", str(run_dir), "--out", str(tmp_path / "m.onnx"),
+                           "--opset", "99"]), "choose an --opset")  # fmt: skip
+    for fmt in ("onnx", "torchscript"):  # an earlier export of ours is replaced
+        code, out, err = run(["export", str(run_dir), "--out", str(tmp_path / "m.bin"), "-f", fmt])
+        assert code == 0 and "wrote" in out, err
+
+
+def test_evaluate_out_is_never_a_users_file_folder_or_inside_the_data(
+    trained_run, tmp_path: Path
+) -> None:
+    run_dir, data = trained_run
+    before = sorted(p for p in data.rglob("*"))
+    notes = tmp_path / "notes.txt"
+    notes.write_text("keep\n")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("keep\n")
+    evaluate = ["evaluate", str(run_dir), str(data), "--out"]
+    _one_line_exit_2(*run([*evaluate, str(notes)]), "is a file")
+    _one_line_exit_2(*run([*evaluate, str(mine)]), "not a headstart report")
+    _one_line_exit_2(*run([*evaluate, str(data / "reports")]), "inside the data folder")
+    _one_line_exit_2(*run([*evaluate, str(notes / "sub")]), "choose a writable --out")
+    assert notes.read_text() == "keep\n" and [p.name for p in mine.iterdir()] == ["thesis.tex"]
+    assert sorted(p for p in data.rglob("*")) == before, "nothing is written inside the data"
+    report = tmp_path / "report"
+    for extra in ([], [], ["--no-report"]):  # its own report folder may be written again
+        code, _, err = run([*evaluate, str(report), *extra])
+        assert code == 0, err
+
+
+def test_report_md_escapes_class_names(tmp_path: Path, image_folder_factory) -> None:
+    hostile = "<img src=x onerror=alert(1)>"
+    data = image_folder_factory(tmp_path / "data", (hostile, "dog"), n=4)
+    args = ["train", str(data), "--model", TINY_MODEL, "--weights", str(tiny_weights(tmp_path)),
+            "--strategy", "feature-extract", "--epochs", "1", "--image-size", "32",
+            "--out", str(tmp_path / "run")]  # fmt: skip
+    code, out, err = run(args)
+    assert code == 0, out + err
+    markdown = (tmp_path / "run" / "report" / "report.md").read_text()
+    assert "&lt;img src=x onerror=alert(1)&gt;" in markdown and "<img" not in markdown
+
+
+def test_serve_port_in_use_is_one_line_and_token_turns_docs_off() -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, out, err = run(["serve", "bundled:efficientnet_lite0", "--port", str(port)])
+    _one_line_exit_2(code, out, err, f"port {port} is in use; choose another --port")
+    from typer.main import get_command
+
+    from headstart.cli.main import app
+
+    serve = get_command(app).commands["serve"]  # type: ignore[attr-defined]
+    token_help = next(p.help for p in serve.params if p.name == "token")
+    assert "/docs, /redoc and /openapi.json are then turned off" in token_help

@@ -32,3 +32,20 @@ def test_materialize_demo_data(tmp_path: Path) -> None:
     assert materialize_demo_data(dest) == dest  # idempotent
     with pytest.raises(DataError, match="not an empty folder"):
         materialize_demo_data(tmp_path / "demo" / "train")
+
+
+def test_demo_data_inside_the_marked_cache_is_still_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from headstart.data.audit import audit_folder
+    from headstart.data.written import mark_cache_root
+    from headstart.files import cache_dir, folder_kind
+
+    monkeypatch.setenv("HEADSTART_CACHE", str(tmp_path / "cache"))
+    dest = materialize_demo_data(cache_dir() / "demo" / "fashion-mnist")  # where `demo` puts it
+    mark_cache_root(dest)
+    assert folder_kind(cache_dir()) == "cache"
+    splits = load_splits(dest)  # only folders below the data folder are checked, not its parents
+    assert len(splits.classes) == 10 and len(splits.train) > 0
+    report = audit_folder(dest, workers=1)
+    assert report.fatal is None and report.written == [] and report.num_bad_samples == 0

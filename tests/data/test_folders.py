@@ -167,3 +167,72 @@ def test_image_dataset(tmp_path: Path, image_folder_factory) -> None:
     assert tensor.shape == (3, 16, 16)
     assert label == splits.train[0].label and len(dataset) == len(splits.train)
     assert dataset.targets == [s.label for s in splits.train]
+
+
+@pytest.mark.parametrize("layout", ["flat", "split"])
+def test_folders_headstart_wrote_never_become_classes_or_images(
+    tmp_path: Path, image_folder_factory, layout: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from headstart.files import mark_folder
+    from tests.data.test_written import old_run_folder
+
+    root = image_folder_factory(tmp_path / "d", n=5, layout=layout)
+    classes = root / "train" if layout == "split" else root
+    expected = load_splits(root)
+    outputs = [
+        mark_folder(root / "runs" / "run", "run"),  # `cd photos && headstart train .`
+        mark_folder(classes / "runs" / "run", "run"),
+        old_run_folder(classes / "cat" / "run1"),  # `train photos --out photos/cat/run1`, old
+        mark_folder(classes / "dog" / "hs-cache", "cache"),  # HEADSTART_CACHE inside the data
+    ]
+    for folder in outputs:
+        image_folder_factory(folder / "report", classes=("plots",), n=2)  # PNGs of a report
+    with caplog.at_level("WARNING"):
+        splits = load_splits(root)
+    assert splits == expected  # no class gained an image, no new class
+    warned = [r.getMessage() for r in caplog.records if "headstart wrote" in r.getMessage()]
+    for folder in (classes / "runs", classes / "cat" / "run1", classes / "dog" / "hs-cache"):
+        assert any(m.startswith(f"skipping {folder}: ") for m in warned), warned
+    assert all("outside the data folder" in m for m in warned)
+
+
+def test_a_run_written_as_data_train_is_no_split_folder(
+    tmp_path: Path, image_folder_factory
+) -> None:
+    from headstart.files import mark_folder
+
+    root = image_folder_factory(tmp_path / "d", n=5)
+    expected = load_splits(root)
+    image_folder_factory(mark_folder(root / "train", "run") / "report", ("plots", "x"), n=2)
+    assert load_splits(root) == expected  # still the flat layout of cat and dog
+
+
+def test_list_images_says_what_a_path_is(tmp_path: Path, image_folder_factory) -> None:
+    import os
+
+    root = image_folder_factory(tmp_path / "d", n=1)
+    os.mkfifo(tmp_path / "pipe.png")
+    (tmp_path / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    with pytest.raises(DataError) as info:
+        list_images(tmp_path / "pipe.png")
+    assert str(info.value) == (
+        f"{tmp_path / 'pipe.png'} cannot be read as an image: not a regular file (a FIFO, socket "
+        "or device); give image files."
+    )
+    with pytest.raises(DataError) as info:
+        list_images(tmp_path / "gone.png")
+    assert str(info.value) == (
+        f"{tmp_path / 'gone.png'} cannot be read as an image: broken symlink to "
+        f"{tmp_path / 'nowhere.png'}; fix or remove the link."
+    )
+    with pytest.raises(DataError, match="does not exist"):
+        list_images(tmp_path / "missing.png")
+    assert len(list_images(root)) == 2
+
+
+def test_image_roots_are_where_nothing_may_be_written(tmp_path: Path, image_folder_factory) -> None:
+    flat = load_splits(image_folder_factory(tmp_path / "flat"))
+    assert flat.image_roots() == [str((tmp_path / "flat").absolute())]
+    split = image_folder_factory(tmp_path / "split", layout="split", n_val=1)
+    roots = load_splits(split).image_roots()
+    assert sorted(Path(r).name for r in roots) == ["train", "val"]  # the data root itself is free

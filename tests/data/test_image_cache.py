@@ -77,3 +77,30 @@ def test_budget_evicts_least_recently_used(tmp_path: Path) -> None:
     removed = enforce_budget(tmp_path, 2100, keep=tmp_path / "old")
     assert [p.name for p in removed] == ["mid"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["new", "old"]
+
+
+def test_thin_images_fail_from_the_header_not_in_memory(tmp_path: Path) -> None:
+    from PIL import Image
+
+    thin, upscaled = tmp_path / "thin.png", tmp_path / "upscaled.png"
+    Image.new("RGB", (2000, 1)).save(thin)  # 60000x30 once resized
+    Image.new("RGB", (64, 4)).save(upscaled)  # 256 pixels, 480x30 = 14400 once resized
+    items = [Sample(str(thin), 0), Sample(str(upscaled), 1), Sample(str(thin), 0)]
+    cache = build_decoded_cache(items, PRE, root=tmp_path / "c")
+    assert list(cache.failures) == [str(thin)]
+    assert "2000x1 pixels is too thin or too wide" in cache.failures[str(thin)]
+    cache = build_decoded_cache(items, PRE, root=tmp_path / "c", max_pixels=10_000)
+    assert "resizing its short side to 30 px would make 480x30" in cache.failures[str(upscaled)]
+    assert "would make 60000x30" in cache.failures[str(thin)]
+
+
+def test_the_cache_folder_is_marked(
+    samples: list[Sample], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from headstart.files import cache_dir, folder_kind
+
+    monkeypatch.setenv("HEADSTART_CACHE", str(tmp_path / "cache"))
+    build_decoded_cache(samples, PRE)
+    assert folder_kind(cache_dir()) == "cache"
+    build_decoded_cache(samples, PRE, root=tmp_path / "elsewhere")
+    assert folder_kind(tmp_path / "elsewhere") is None

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -116,3 +118,93 @@ def test_image_to_tensor_bytes_equals_path(tmp_path: Path) -> None:
     from_bytes = image_to_tensor(path.read_bytes(), spec)
     assert from_path.shape == (3, 16, 16) and from_path.dtype == torch.float32
     assert torch.equal(from_path, from_bytes)
+
+
+def _png(size: tuple[int, int]) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (90, 30, 200)).save(buffer, format="PNG")  # a few hundred bytes
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("size", [(20_000, 1), (1, 20_000), (1700, 100)])
+def test_thin_and_wide_images_are_refused_from_the_header(size: tuple[int, int]) -> None:
+    with pytest.raises(DataError, match=r"too thin or too wide: .* over the limit of 16 .*crop or"):
+        decode_image(_png(size))
+
+
+@pytest.mark.parametrize("size", [(256, 16), (16, 256), (4000, 1000)])
+def test_panoramas_and_banners_up_to_16_to_1_decode(size: tuple[int, int]) -> None:
+    assert decode_image(_png(size)).size == size
+
+
+def test_the_resized_size_is_capped_before_any_allocation() -> None:
+    spec = PreprocessSpec(input_size=64, crop_pct=1.0)
+    with pytest.raises(DataError) as info:  # 1600 pixels, but 1024x64 once resized
+        image_to_tensor(_png((160, 10)), spec, max_pixels=50_000)
+    assert str(info.value) == (
+        "cannot read image <bytes>: 160x10 pixels: resizing its short side to 64 px would make "
+        "1024x64 = 65536 pixels, over the limit of 50000 (--max-pixels); crop or pad the image."
+    )
+    assert image_to_tensor(_png((160, 10)), spec, max_pixels=70_000).shape == (3, 64, 64)
+    assert decode_image(_png((160, 10)), max_pixels=50_000, resize_to=None).size == (160, 10)
+
+
+def test_the_aspect_limit_fits_the_largest_model_size() -> None:
+    from headstart.config import MAX_IMAGE_SIZE
+    from headstart.data.images import DEFAULT_MAX_PIXELS, MAX_ASPECT_RATIO
+
+    largest = PreprocessSpec(input_size=MAX_IMAGE_SIZE).resize_size  # crop 0.875: 2341 px
+    assert MAX_ASPECT_RATIO * largest * largest <= DEFAULT_MAX_PIXELS
+
+
+def test_max_pixels_decides_not_pillows_own_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    import warnings
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # Pillow would refuse 40x32 itself
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no DecompressionBombWarning either
+        assert decode_image(_png((40, 32))).size == (40, 32)
+        with pytest.raises(DataError, match=r"over the limit of 1000 .*--max-pixels"):
+            decode_image(_png((40, 32)), max_pixels=1000)
+    assert Image.MAX_IMAGE_PIXELS == 100  # Pillow's setting is put back
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG whose header claims ``width`` x ``height``, with almost no pixel data."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 16)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def test_a_huge_header_gets_our_message_not_pillows() -> None:
+    with pytest.raises(DataError) as info:  # Pillow alone refuses it (over twice its limit)
+        decode_image(_png_header(30_000, 30_000))
+    message = str(info.value)
+    assert "30000x30000 = 900000000 pixels is over the limit of 89478485" in message
+    assert "--max-pixels" in message and "\n" not in message
+
+
+def test_pillows_limit_is_restored_after_decodes_in_threads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 12_345_678)
+    data = [_png((40, 32)), _png((30_000, 1)), b"not an image"] * 40
+
+    def decode(source: bytes) -> str:
+        try:
+            return str(decode_image(source).size)
+        except DataError as exc:
+            return str(exc)[:20]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(decode, data))
+    assert results[:3] == ["(40, 32)", "cannot read image <b", "cannot read image <b"]
+    assert Image.MAX_IMAGE_PIXELS == 12_345_678

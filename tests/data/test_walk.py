@@ -149,3 +149,47 @@ def test_folder_links_back_into_the_data_are_never_walked(tmp_path: Path) -> Non
     assert loops["to_b"].startswith(f"folder link to {root / 'b'}, ")
     assert all("not followed" in reason for reason in loops.values())
     assert len(walk_images(root / "a", on_problem=lambda p: None)) > 5  # no fence: walked
+
+
+def test_folders_headstart_wrote_are_skipped_not_walked(tmp_path: Path) -> None:
+    from headstart.files import mark_folder
+    from tests.data.test_written import old_run_folder
+
+    root = make_image_folder(tmp_path / "d", classes=("cat",), n=1)
+    for name, kind in (("run", "run"), ("report", "report"), ("cache", "cache")):
+        make_image_folder(mark_folder(root / "cat" / name, kind), classes=("x",), n=1)
+    make_image_folder(old_run_folder(root / "cat" / "deep" / "old_run"), classes=("y",), n=1)
+    images, problems = _walk(root / "cat")
+    assert images == ["cat_000.png"]
+    assert sorted(problems) == [
+        (Skip.WRITTEN, "cache"),
+        (Skip.WRITTEN, "deep/old_run"),
+        (Skip.WRITTEN, "report"),
+        (Skip.WRITTEN, "run"),
+    ]
+    reasons: list[WalkProblem] = []
+    walk_images(root / "cat", on_problem=reasons.append)
+    assert {p.reason for p in reasons} == {
+        f"a {kind} folder headstart wrote, not images" for kind in ("run", "report", "cache")
+    }
+
+
+def test_the_walked_folder_itself_is_not_checked(tmp_path: Path) -> None:
+    from headstart.files import mark_folder
+
+    marked = make_image_folder(mark_folder(tmp_path / "cache", "cache"), classes=("a",), n=2)
+    images, problems = _walk(marked)  # data kept inside headstart's cache, given as the data
+    assert images == ["a/a_000.png", "a/a_001.png"] and problems == []
+
+
+def test_not_file_reasons(tmp_path: Path) -> None:
+    from headstart.data.walk import not_file_reason
+
+    (tmp_path / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    (tmp_path / "loop.png").symlink_to("loop.png")
+    os.mkfifo(tmp_path / "pipe.png")
+    assert not_file_reason(tmp_path / "gone.png") == (
+        f"broken symlink to {tmp_path / 'nowhere.png'}; fix or remove the link"
+    )
+    assert not_file_reason(tmp_path / "loop.png") == "symlink loop; fix or remove the link"
+    assert not_file_reason(tmp_path / "pipe.png").startswith("not a regular file (a FIFO")

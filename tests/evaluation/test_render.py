@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import torch
@@ -62,7 +63,29 @@ def test_html_escapes_and_embeds(tmp_path: Path) -> None:
 def test_markdown_escapes_pipes_and_links_pictures(tmp_path: Path) -> None:
     doc, analysis = _doc_and_analysis(config={"epochs": 3})
     text = render_markdown(doc, analysis, {"curves": tmp_path / "curves.png"})
-    assert text.startswith("# <T>\n\n## Overall\n\n| metric | value |\n|---|---|\n")
-    assert "| a\\|b | <c> | 4 |" in text  # the most confused pair
+    assert text.startswith("# &lt;T&gt;\n\n## Overall\n\n| metric | value |\n|---|---|\n")
+    assert "| a\\|b | &lt;c&gt; | 4 |" in text  # the most confused pair
     assert "## Training curves\n\n![Training curves](curves.png)" in text
     assert text.endswith("```yaml\nepochs: 3\n```\n")
+
+
+def test_markdown_carries_no_html_or_links_from_user_text(tmp_path: Path) -> None:
+    classes = ["<img src=x onerror=alert(1)>", "[x](javascript:alert(1))"]
+    logits = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
+    paths = ("data/<b>bold</b>/1.png", "data/`tick`/2.png")
+    result = EvalResult(summarize(logits, torch.tensor([0, 1]), classes), logits,
+                        torch.tensor([0, 1]), paths)  # fmt: skip
+    analysis = analyse(result, classes)
+    doc = report_doc(analysis, title="<script>alert(1)</script> on data",
+                     skipped=[("data/<i>x</i>.png", "not <an> image")],
+                     config={"data": "a ```\n# injected"})  # fmt: skip
+    text = render_markdown(doc, analysis, {})
+    outside_code = text.split("## Configuration")[0]
+    for raw in ("<img", "<script", "<b>", "<i>", "<an>"):
+        assert raw not in outside_code, raw
+    assert not re.search(r"(?<!\\)\]\(", outside_code), "no link can open"
+    assert "&lt;img src=x onerror=alert(1)&gt;" in text
+    assert "\\[x\\](javascript:alert(1))" in text and "data/\\`tick\\`/2.png" in text
+    assert text.startswith("# &lt;script&gt;alert(1)&lt;/script&gt; on data\n")
+    config = text.split("## Configuration\n\n")[1]
+    assert config.startswith("````yaml\n") and config.endswith("````\n")  # longer than ```

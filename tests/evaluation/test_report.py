@@ -17,7 +17,7 @@ import torch
 
 import headstart.files
 from headstart.evaluation.metrics import summarize
-from headstart.evaluation.report import write_report
+from headstart.evaluation.report import REPORT_KIND, check_report_dir, write_report
 from headstart.evaluation.result import EvalResult
 
 ALWAYS = (
@@ -156,9 +156,31 @@ def test_every_file_is_written_atomically(
     out = tmp_path / "out"
     write_report(out, _result(logits, [0, 0, 1, 1], classes, paths), classes, history=history)
     written = sorted(p for p in out.iterdir())
-    assert sorted(renamed) == written and len(written) == len(ALWAYS) + 3
+    assert sorted(renamed) == written and len(written) == len(ALWAYS) + 3 + 1  # + the marker
+    assert out / headstart.files.MARKER in written
     assert {p.stat().st_mode & 0o777 for p in written} == {headstart.files.FILE_MODE}
     assert out.stat().st_mode & 0o777 == headstart.files.DIR_MODE
+
+
+def test_a_report_folder_is_marked_and_told_from_a_users_folder(tmp_path: Path) -> None:
+    from headstart.errors import ConfigError
+
+    logits = np.array([[2.0, 0.0], [0.0, 1.0]])
+    out = tmp_path / "out"
+    check_report_dir(out)  # missing: fine
+    write_report(out, _result(logits, [0, 1], ["a", "b"]), ["a", "b"])
+    assert headstart.files.folder_kind(out) == REPORT_KIND
+    check_report_dir(out)  # its own report: fine to replace
+    write_report(out, _result(logits, [0, 1], ["a", "b"]), ["a", "b"])
+    (tmp_path / "empty").mkdir()
+    check_report_dir(tmp_path / "empty")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    with pytest.raises(ConfigError, match="not a headstart report; .* choose a new or empty"):
+        check_report_dir(mine)
+    with pytest.raises(ConfigError, match="is a file; evaluate writes a folder"):
+        check_report_dir(mine / "notes.txt")
 
 
 # ----------------------------------------------------------------------------- browser

@@ -155,3 +155,88 @@ def test_export_errors_say_what_to_do(tiny: LoadedModel, tmp_path: Path) -> None
         export_model(done, out=tmp_path / "again.onnx")
     with pytest.raises(ModelError, match="is an exported model"):
         export_model(load_exported(done), out=tmp_path / "again.onnx")
+
+
+def test_an_existing_user_file_or_folder_is_never_overwritten(
+    tiny: LoadedModel, tmp_path: Path
+) -> None:
+    from headstart.errors import ConfigError
+    from headstart.inference.exported import is_export_file
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    for fmt in ("onnx", "torchscript"):
+        with pytest.raises(ConfigError, match="exists and is not a headstart export"):
+            export_model(tiny, fmt=fmt, out=notes, num_images=2)
+    assert notes.read_text() == "my notes\n"
+    with pytest.raises(ConfigError, match=r"is a folder; give the file to write, e\.g\. --out"):
+        export_model(tiny, out=tmp_path, num_images=2)
+    fake = tmp_path / "fake.onnx"  # an ONNX-looking start, no description of ours
+    fake.write_bytes(b"\x08\x07 not a model")
+    with pytest.raises(ConfigError, match="not a headstart export"):
+        export_model(tiny, out=fake, num_images=2)
+    assert not is_export_file(fake) and not is_export_file(notes)
+    assert not is_export_file(tmp_path / "missing.onnx")
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_an_earlier_export_is_replaced(tiny: LoadedModel, tmp_path: Path, fmt: str) -> None:
+    from headstart.inference.exported import is_export_file
+
+    out = tmp_path / "model.bin"  # told apart by content, not by the suffix
+    first = export_model(tiny, fmt=fmt, out=out, num_images=2).path
+    assert is_export_file(first)
+    again = export_model(tiny, fmt=fmt, out=out, num_images=2)
+    assert again.path == out and load_exported(out).classes == CLASSES
+
+
+def test_an_unwritable_out_is_a_config_error(
+    tiny: LoadedModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from headstart.errors import ConfigError
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("x")
+    with pytest.raises(ConfigError, match="cannot write the export to .*; choose a writable"):
+        export_model(tiny, out=notes / "model.onnx", num_images=2)  # a file in the way
+
+    def read_only(path: Path, content: bytes) -> Path:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(export, "atomic_write", read_only)
+    with pytest.raises(ConfigError, match="Permission denied; choose a writable --out"):
+        export_model(tiny, out=tmp_path / "m.onnx", num_images=2)
+
+
+def test_parity_images_leave_out_an_image_out_of_memory(
+    tiny: LoadedModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, image_folder_factory
+) -> None:
+    import headstart.inference.predict as predict_module
+
+    files = sorted(image_folder_factory(tmp_path / "data", CLASSES, n=2).rglob("*.png"))
+    real = predict_module.image_to_tensor
+
+    def fake(source, *args, **kwargs):  # noqa: ANN001, ANN202 - the one decode function's shape
+        if source == str(files[0]):
+            raise MemoryError
+        return real(source, *args, **kwargs)
+
+    monkeypatch.setattr(predict_module, "image_to_tensor", fake)
+    monkeypatch.setattr(export, "_split_files", lambda _folder: [str(f) for f in files])
+    images, source = parity_images(tiny, tmp_path, count=16)
+    assert source == "validation split" and len(images) == len(files) - 1
+
+
+def test_an_export_never_goes_into_the_training_images(tmp_path, image_folder_factory) -> None:
+    from headstart.errors import ConfigError
+    from tests.e2e_helpers import TINY_MODEL, run_cli, tiny_weights
+
+    data = image_folder_factory(tmp_path / "photos", ("cat", "dog"), n=6)
+    run = tmp_path / "run"
+    code, _, err = run_cli(["train", str(data), "--model", TINY_MODEL, "--weights",
+                            str(tiny_weights(tmp_path)), "--image-size", "32", "--epochs", "1",
+                            "--strategy", "feature-extract", "--out", str(run)])  # fmt: skip
+    assert code == 0, err
+    with pytest.raises(ConfigError, match="inside the data folder"):
+        export_model(run, out=data / "cat" / "model.onnx")
+    assert not (data / "cat" / "model.onnx").exists()

@@ -42,7 +42,7 @@ def test_model_folder_is_shareable(tmp_path: Path, strict_umask: None) -> None:
     for folder in (tmp_path / "new", model_dir):
         assert folder.stat().st_mode & 0o777 == 0o755, folder
     files = sorted(p.name for p in model_dir.iterdir())
-    assert files == ["headstart.json", "model.safetensors"], "no temporary file is left"
+    assert files == [".headstart", "headstart.json", "model.safetensors"], "no temporary file left"
     for file in model_dir.iterdir():
         assert file.stat().st_mode & 0o777 == 0o644, file
 
@@ -53,7 +53,8 @@ def test_saving_again_replaces_the_files(tmp_path: Path) -> None:
     back = load_model_dir(model_dir)
     for a, b in zip(model.state_dict().values(), back.model.state_dict().values()):
         assert torch.equal(a, b)
-    assert sorted(p.name for p in model_dir.iterdir()) == ["headstart.json", "model.safetensors"]
+    names = sorted(p.name for p in model_dir.iterdir())
+    assert names == [".headstart", "headstart.json", "model.safetensors"]
 
 
 @pytest.mark.parametrize("device", ["cpu", torch.device("cpu")])
@@ -98,3 +99,27 @@ def test_exported_files_have_a_fixed_size(tmp_path: Path) -> None:
     file.write_bytes(b"whatever")
     with pytest.raises(ModelError, match="fixed input size"):
         load_model(file, image_size=64)
+
+
+def test_a_users_files_are_never_replaced_by_a_saved_model(tmp_path) -> None:
+    import pytest
+    import timm
+
+    from headstart.artifact import save_model_dir
+    from headstart.errors import ModelError
+    from headstart.files import folder_kind
+    from headstart.preprocessing import PreprocessSpec
+    from tests.training.helpers import spec_from_timm
+
+    model = timm.create_model("test_resnet", pretrained=False)
+    spec = spec_from_timm(model, "test_resnet")
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "headstart.json").write_text('{"my": "notes"}')
+    with pytest.raises(ModelError, match="not written by headstart"):
+        save_model_dir(folder, model, spec=spec, classes=["a"], preprocessing=PreprocessSpec())
+    assert (folder / "headstart.json").read_text() == '{"my": "notes"}'
+    ok = save_model_dir(tmp_path / "m", model, spec=spec, classes=["a"],
+                        preprocessing=PreprocessSpec())  # fmt: skip
+    assert folder_kind(ok) == "model"
+    save_model_dir(ok, model, spec=spec, classes=["a", "b"], preprocessing=PreprocessSpec())

@@ -108,3 +108,66 @@ def test_bad_settings(
 def test_prediction_to_dict_rounds() -> None:
     p = Prediction(path="a.png", labels=("cat",), probs=(0.123456789,), indices=(0,))
     assert p.to_dict() == {"path": "a.png", "top": [{"label": "cat", "prob": 0.123457}]}
+
+
+def _thin_png(path: Path, size: tuple[int, int] = (20_000, 1)) -> Path:
+    from PIL import Image
+
+    Image.new("RGB", size, (90, 30, 200)).save(path)  # 144 bytes on disk, 5 GB at 224 px
+    return path
+
+
+def test_a_thin_image_is_skipped_with_its_reason(
+    loaded: LoadedModel, files: list[Path], tmp_path: Path
+) -> None:
+    thin = _thin_png(tmp_path / "thin.png")
+    predictions = predict_files(loaded, [files[0], thin, files[1]], topk=1)
+    assert predictions[1].error is not None and "thin.png" in predictions[1].error
+    assert "\n" not in predictions[1].error
+    assert predictions[0].error is None and predictions[2].error is None
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [MemoryError(), RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried ...")],
+    ids=["MemoryError", "torch-allocator"],
+)
+def test_an_image_out_of_memory_is_skipped_and_the_rest_go_on(
+    loaded: LoadedModel,
+    files: list[Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    failure: BaseException,
+) -> None:
+    import headstart.inference.predict as predict_module
+
+    thin = _thin_png(tmp_path / "thin.png")
+    real = predict_module.image_to_tensor
+
+    def fake(source, *args, **kwargs):  # noqa: ANN001, ANN202 - the one decode function's shape
+        if str(source) == str(thin) or source == b"thin":
+            raise failure
+        return real(source, *args, **kwargs)
+
+    monkeypatch.setattr(predict_module, "image_to_tensor", fake)
+    predictions = predict_files(loaded, [files[0], thin, files[1]], topk=1, batch_size=2)
+    assert [p.error is None for p in predictions] == [True, False, True]
+    assert predictions[1].error == (
+        f"cannot read image {thin}: it is too large to decode into the model's 32x32 input "
+        "(out of memory; an extremely thin or wide image?); crop or shrink it."
+    )
+    images, errors = decode_images([b"thin", files[2]], loaded.preprocessing)
+    assert images is not None and len(images) == 1 and "image <bytes>" in str(errors[0])
+
+
+def test_other_runtime_errors_are_not_taken_for_bad_images(
+    loaded: LoadedModel, files: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import headstart.inference.predict as predict_module
+
+    def broken(*_args, **_kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise RuntimeError("a bug, not a bad image")
+
+    monkeypatch.setattr(predict_module, "image_to_tensor", broken)
+    with pytest.raises(RuntimeError, match="a bug"):
+        decode_images([files[0]], loaded.preprocessing)

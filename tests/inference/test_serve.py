@@ -204,6 +204,10 @@ def test_token_required(loaded: LoadedModel) -> None:
         assert request(port, "POST", "/predict", png_bytes(), bad)[0] == 401
         good = {"Authorization": "Bearer s3cret", "Content-Type": "image/png"}
         assert request(port, "POST", "/predict", png_bytes(), good)[0] == 200
+        for path in ("/docs", "/redoc", "/openapi.json"):  # they name the model: off with a token
+            assert request(port, "GET", path)[0] == 404, path
+            status, _, doc = request(port, "GET", path, headers={"Authorization": "Bearer s3cret"})
+            assert status == 404 and loaded.name not in str(doc), path
 
 
 class _Blocking(nn.Module):
@@ -341,3 +345,57 @@ def test_max_batch_one_runs_each_request_alone(loaded: LoadedModel) -> None:
 def test_bad_batch_settings_are_config_errors(loaded: LoadedModel, settings: dict) -> None:
     with pytest.raises(ConfigError, match="max_batch"):
         create_app(loaded, **settings)
+
+
+def _thin_png(size: tuple[int, int] = (20_000, 1)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, (90, 30, 200)).save(buf, format="PNG")
+    return buf.getvalue()  # about 140 bytes; about 5 GB once resized for a 224 px model
+
+
+def test_a_thin_image_is_422_with_a_one_line_reason(port: int) -> None:
+    for size in ((20_000, 1), (1, 20_000)):
+        status, _, doc = request(
+            port, "POST", "/predict", _thin_png(size), {"Content-Type": "image/png"}
+        )
+        assert status == 422 and "\n" not in doc["detail"], doc
+        assert doc["detail"].startswith("cannot read the uploaded image")
+
+
+def test_an_upload_out_of_memory_is_422_and_the_batch_goes_on(
+    port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import headstart.inference.predict as predict_module
+
+    thin = _thin_png()
+    real = predict_module.image_to_tensor
+
+    def fake(source, *args, **kwargs):  # noqa: ANN001, ANN202 - the one decode function's shape
+        if source == thin:
+            raise MemoryError
+        return real(source, *args, **kwargs)
+
+    monkeypatch.setattr(predict_module, "image_to_tensor", fake)
+    status, _, doc = request(port, "POST", "/predict", thin, {"Content-Type": "image/png"})
+    assert status == 422 and "too large to decode" in doc["detail"], doc
+    assert doc["detail"].startswith("cannot read the uploaded image")
+    body, ctype = multipart([("files", "thin.png", thin), ("files", "ok.png", png_bytes())])
+    status, _, doc = request(port, "POST", "/predict/batch", body, {"Content-Type": ctype})
+    assert status == 200
+    first, second = doc["results"]
+    assert "too large to decode" in first["error"] and second["top"]
+
+
+def test_a_port_in_use_is_a_config_error() -> None:
+    from headstart.inference.serve import bind_port
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError, match=f"^port {port} is in use; choose another --port.$"):
+            bind_port("127.0.0.1", port)
+    with bind_port("127.0.0.1", 0) as sock:
+        assert sock.getsockname()[1] > 0
+    with pytest.raises(ConfigError, match="check --host"):
+        bind_port("192.0.2.1", 0)  # TEST-NET-1: not an address of this machine

@@ -109,6 +109,8 @@ def test_mixed_load_leaves_it_up_without_memory_growth(server) -> None:
     good = sorted((data / "train").rglob("*.png"))[0].read_bytes()
     bomb_path = data.parent / "bomb.png"
     Image.new("L", (2000, 2000)).save(bomb_path)  # 4 Mpx > the 1 Mpx cap, tiny file
+    thin_path = data.parent / "thin.png"
+    Image.new("RGB", (200_000, 1)).save(thin_path)  # under the cap, enormous once resized
     cases = [
         (good, "image/png", 200),
         (b"not an image at all", "image/png", 422),
@@ -116,6 +118,7 @@ def test_mixed_load_leaves_it_up_without_memory_growth(server) -> None:
         (bomb_path.read_bytes(), "image/png", 422),
         (good, "text/plain", 415),
         (uuid.uuid4().bytes * 8, "image/jpeg", 422),
+        (thin_path.read_bytes(), "image/png", 422),
     ]
 
     def shoot(n: int) -> list[tuple[int, int]]:
@@ -125,7 +128,7 @@ def test_mixed_load_leaves_it_up_without_memory_growth(server) -> None:
 
     shoot(10)  # warm up allocators, thread pools and caches
     before = _rss_kib(proc.pid)
-    results = shoot(25)  # 150 requests, 5 in 6 of them bad
+    results = shoot(25)  # 175 requests, 6 in 7 of them bad
     after = _rss_kib(proc.pid)
     assert proc.poll() is None, "the server died"
     assert all(got == want for got, want in results), [r for r in results if r[0] != r[1]][:5]

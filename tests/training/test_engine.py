@@ -113,3 +113,44 @@ def test_same_seed_same_weights(tmp_path, strategy):
     for buffer in ("running_mean", "running_var", "num_batches_tracked"):  # frozen BN stays put
         assert torch.equal(first[f"layer1.0.bn1.{buffer}"], untrained[f"layer1.0.bn1.{buffer}"])
         assert not torch.equal(first[f"layer4.0.bn1.{buffer}"], untrained[f"layer4.0.bn1.{buffer}"])
+
+
+class Poisoned(torch.utils.data.Dataset):
+    """bright_dark images that turn into NaN once ``poison`` is set (from the next batch on)."""
+
+    def __init__(self, n: int) -> None:
+        self.base, self.poison = bright_dark(n), False
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int):
+        image, label = self.base[index]
+        return (image * float("nan") if self.poison else image), label
+
+
+def test_divergence_keeps_the_best_finite_epoch_and_says_so(tmp_path):
+    train_ds = Poisoned(32)
+
+    class PoisonAfterEpoch1(Callback):
+        def on_epoch_end(self, row) -> None:
+            train_ds.poison = True
+
+    result = run_engine(
+        tmp_path, tiny_model(), train_ds, bright_dark(16, seed=1), strategy="full",
+        callbacks=PoisonAfterEpoch1(),
+    )  # fmt: skip
+    assert len(result.history) == 1 and result.best_epoch == 1 and result.stopped_early
+    assert "diverged in epoch 2 (full phase, step 1: training loss nan)" in result.diverged
+    assert "keeps epoch 1" in result.diverged and "--lr" in result.diverged
+    assert all(torch.isfinite(t).all() for t in result.model.state_dict().values())
+    best = load_checkpoint(tmp_path / "checkpoints" / "best.pt")
+    assert best["epoch"] == 1
+
+
+def test_divergence_in_the_first_epoch_is_a_clear_error(tmp_path):
+    from headstart.training.divergence import Diverged
+
+    with pytest.raises(Diverged, match="no model to keep; try a lower --lr"):
+        train(tmp_path, strategy="full", lr=1e30)
+    assert not (tmp_path / "checkpoints" / "best.pt").exists()

@@ -26,7 +26,13 @@ def check(
         ),
     ],
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Also write the report as JSON to this file.")
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Also write the report as JSON to this file (outside DATA; an existing file is "
+            "replaced only if it is a report of this command).",
+        ),
     ] = None,
     max_pixels: Annotated[
         int | None,
@@ -57,6 +63,8 @@ def check(
     from headstart.data.images import DEFAULT_MAX_PIXELS
     from headstart.errors import DataError
 
+    if out is not None:
+        _check_out(out, data)
     with _quiet_load_splits():  # the report below lists what load_splits would log
         report = audit_folder(
             data, max_pixels=max_pixels or DEFAULT_MAX_PIXELS, min_size=min_size, workers=workers
@@ -64,12 +72,59 @@ def check(
     if report.num_samples or report.bad:
         print_report(report)
     if out is not None:
-        report.save(out)
+        _save(report, out)
         console.print(f"report written to {out}")
     problems = report.problems(max_bad_fraction)
     if problems:
         raise DataError(problems[0])
     console.print("the data can be used for training", style="green")
+
+
+def _check_out(out: Path, data: Path) -> None:
+    """Refuse an ``--out`` that would write into DATA, is a folder, or would replace a file that
+    is not a report of ``headstart check`` (checked before the audit, which may take a while).
+
+    Raises:
+        ConfigError: One line saying why and which path to use instead.
+    """
+    from headstart.data.audit import is_data_report
+    from headstart.errors import ConfigError
+    from headstart.files import refuse_inside
+
+    refuse_inside(out, data)
+    if out.is_dir():
+        raise ConfigError(
+            f"--out {out} is a folder; give the report a file name, e.g. "
+            f"--out {_free_name(out / 'data_report.json')}."
+        )
+    if (out.exists() or out.is_symlink()) and not is_data_report(out):
+        other = _free_name(out.parent / "data_report.json")
+        raise ConfigError(
+            f"--out {out} exists and is not a headstart data report; headstart does not "
+            f"overwrite it: choose another path, e.g. --out {other}."
+        )
+
+
+def _free_name(path: Path) -> Path:
+    """``path``, or ``stem-2.suffix``, ``stem-3.suffix``, ... : the first that does not exist."""
+    n = 2
+    candidate = path
+    while candidate.exists() or candidate.is_symlink():
+        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+        n += 1
+    return candidate
+
+
+def _save(report: AuditReport, out: Path) -> None:
+    """Write the report to ``out``, or say in one line why it cannot be written."""
+    from headstart.errors import ConfigError
+
+    try:
+        report.save(out)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write the report to {out}: {exc.strerror or exc}; choose a writable --out."
+        ) from None
 
 
 @contextlib.contextmanager

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import logging
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from rich.console import Console
@@ -26,3 +28,28 @@ def epoch_line(row: Mapping[str, Any], total_epochs: int) -> str:
     if row.get("images_per_s"):
         parts.append(f"{row['images_per_s']:.0f} img/s")
     return " ".join(parts)
+
+
+class _WarningLines(logging.Handler):
+    """Prints headstart's warnings as ``warning: ...`` lines, except those flagged as notes."""
+
+    def __init__(self, skip_flag: str) -> None:
+        super().__init__(logging.WARNING)
+        self.skip_flag = skip_flag
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not getattr(record, self.skip_flag, False):
+            err.print(f"warning: {record.getMessage()}")
+
+
+@contextlib.contextmanager
+def warnings_as_lines(skip_flag: str) -> Iterator[None]:
+    """While active, headstart's log warnings print once each (records with ``skip_flag`` set
+    are notes that the command prints itself)."""
+    logger = logging.getLogger("headstart")
+    handler = _WarningLines(skip_flag)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)

@@ -28,7 +28,10 @@ def evaluate(
     out: Annotated[
         Path | None,
         typer.Option(
-            "--out", "-o", help="Folder for the report and metrics.json [default: RUN/eval]."
+            "--out",
+            "-o",
+            help="Folder for the report and metrics.json: new, empty or an earlier report, "
+            "outside DATA [default: RUN/eval].",
         ),
     ] = None,
     report: Annotated[
@@ -47,15 +50,15 @@ def evaluate(
     """
     from headstart.cli.console import out as console
     from headstart.data.folders import load_eval_samples
-    from headstart.evaluation.result import save_eval_json
     from headstart.inference.evaluate import evaluate_samples
     from headstart.inference.load import find_model_dir, load_model
     from headstart.run_folder import RunFolder
     from headstart.speed import keep_freed_memory
 
-    loaded = load_model(ref)
     model_dir = find_model_dir(ref)
     run = RunFolder.holding(model_dir) if model_dir is not None else None
+    out = _output_dir(out, run, data)  # checked before the model runs
+    loaded = load_model(ref)
     samples = _held_out_samples(run, data) or load_eval_samples(data, loaded.classes)
 
     with keep_freed_memory():  # no page faults for every batch's activations
@@ -64,13 +67,8 @@ def evaluate(
         from headstart.cli.console import err
 
         err.print(f"skipped unreadable image {item['path']}: {item['reason']}", markup=False)
-    if out is None:
-        out = run.eval_dir if run is not None else Path("runs") / "eval"
     extra = {"model": str(ref), "data": str(data)}
-    if report:
-        path = _write_report(out, result, loaded.classes, run, extra).html
-    else:
-        path = save_eval_json(result, out / "metrics.json", extra=extra)
+    path = _write_outputs(out, result, loaded.classes, run, extra, report=report)
     if as_json:
         import json
 
@@ -78,6 +76,53 @@ def evaluate(
         return
     _print_table(result.metrics, loaded.classes)
     console.print(f"{'report' if report else 'metrics'} written to {path}")
+
+
+def _output_dir(out: Path | None, run: RunFolder | None, data: Path) -> Path:
+    """Where the report goes: RUN/eval, else a folder (``--out``, ``runs/eval``) checked first.
+
+    Raises:
+        ConfigError: The folder lies inside DATA, is a file, or holds files that are not a report.
+    """
+    from headstart.evaluation.report import check_report_dir
+    from headstart.files import refuse_inside
+
+    if out is None and run is not None:
+        return run.eval_dir
+    folder = out if out is not None else Path("runs") / "eval"
+    refuse_inside(folder, data)
+    check_report_dir(folder)
+    return folder
+
+
+def _write_outputs(
+    out: Path,
+    result: EvalResult,
+    classes: tuple[str, ...],
+    run: RunFolder | None,
+    extra: dict[str, str],
+    *,
+    report: bool,
+) -> Path:
+    """Write the report (or metrics.json alone) into ``out``; returns the file to point at.
+
+    Raises:
+        ConfigError: ``out`` cannot be written (read-only, a file in the way).
+    """
+    from headstart.errors import ConfigError
+    from headstart.evaluation.report import REPORT_KIND
+    from headstart.evaluation.result import save_eval_json
+    from headstart.files import mark_folder
+
+    try:
+        if report:
+            return _write_report(out, result, classes, run, extra).html
+        mark_folder(out, REPORT_KIND)
+        return save_eval_json(result, out / "metrics.json", extra=extra)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write the report to {out}: {exc.strerror or exc}; choose a writable --out."
+        ) from None
 
 
 def _held_out_samples(run: RunFolder | None, data: Path) -> list[Sample] | None:

@@ -25,7 +25,12 @@ def export(
     ),
     out: Annotated[
         Path | None,
-        typer.Option("--out", "-o", help="Output file [default: RUN/model/model.onnx or .ts]."),
+        typer.Option(
+            "--out",
+            "-o",
+            help="Output file: a new one, or an earlier export to replace "
+            "[default: RUN/model/model.onnx or .ts].",
+        ),
     ] = None,
     dynamic_batch: Annotated[
         bool, typer.Option("--dynamic-batch/--static-batch", help="Let the batch size vary.")

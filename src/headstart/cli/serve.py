@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from headstart.cli.options import ModelRef
+
+if TYPE_CHECKING:
+    from headstart.artifact import LoadedModel
 
 
 def serve(
@@ -44,7 +47,10 @@ def serve(
     token: Annotated[
         str | None,
         typer.Option(
-            "--token", envvar="HEADSTART_TOKEN", help="Require 'Authorization: Bearer TOKEN'."
+            "--token",
+            envvar="HEADSTART_TOKEN",
+            help="Require 'Authorization: Bearer TOKEN' on every route but /health; "
+            "/docs, /redoc and /openapi.json are then turned off.",
         ),
     ] = None,
 ) -> None:
@@ -52,20 +58,17 @@ def serve(
 
     REF may also be an exported .onnx / .ts file. Example: headstart serve runs/run --port 8000
     """
-    from headstart.cli.console import err
-    from headstart.inference.load import load_model
-    from headstart.inference.serve import run_server
+    from headstart.inference.serve import bind_port, run_server
 
-    loaded = load_model(ref)  # a run, a model folder, an exported file or a zoo name
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        err.print(f"warning: binding {host} exposes the server beyond this machine.")
-    if token is None and host not in ("127.0.0.1", "localhost", "::1"):
-        err.print("warning: no --token; anyone who can reach the port can use the model.")
-    err.print(f"serving {loaded.name} ({len(loaded.classes)} classes) on http://{host}:{port}/docs")
+    sock = bind_port(host, port)  # a port in use is one line, before the model loads
+    try:
+        loaded = _load_and_announce(ref, host, sock.getsockname()[1], token)
+    except BaseException:
+        sock.close()
+        raise
     run_server(
         loaded,
-        host=host,
-        port=port,
+        sock=sock,
         max_body_bytes=int(max_body_mb * 1024 * 1024),
         max_concurrency=max_concurrency,
         token=token,
@@ -73,3 +76,19 @@ def serve(
         max_batch=max_batch,
         batch_wait_ms=batch_wait_ms,
     )
+
+
+def _load_and_announce(ref: str, host: str, port: int, token: str | None) -> LoadedModel:
+    """Load the model, warn about an exposed address, and say where it is served."""
+    from headstart.cli.console import err
+    from headstart.inference.load import load_model
+
+    loaded = load_model(ref)  # a run, a model folder, an exported file or a zoo name
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        err.print(f"warning: binding {host} exposes the server beyond this machine.")
+        if token is None:
+            err.print("warning: no --token; anyone who can reach the port can use the model.")
+    url = f"http://{host}:{port}"
+    where = f"{url} (docs off: --token is set)" if token else f"{url}/docs"
+    err.print(f"serving {loaded.name} ({len(loaded.classes)} classes) on {where}")
+    return loaded

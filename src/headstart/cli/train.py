@@ -36,26 +36,26 @@ def train(
     ] = None,
     strategy: Annotated[Strategy, typer.Option("--strategy", "-s")] = _D.strategy,
     unfreeze_stages: Annotated[
-        int, typer.Option(min=0, help="With --strategy partial: how many last stages train.")
+        int, typer.Option(help="With --strategy partial: how many last stages train.")
     ] = _D.unfreeze_stages,
-    epochs: Annotated[int, typer.Option("--epochs", "-e", min=1)] = _D.epochs,
+    epochs: Annotated[int, typer.Option("--epochs", "-e")] = _D.epochs,
     head_epochs: Annotated[
-        int, typer.Option(min=0, help="With two-phase: epochs that train the head only.")
+        int, typer.Option(help="With two-phase: epochs that train the head only.")
     ] = _D.head_epochs,
     image_size: Annotated[
         int | None, typer.Option(help="Input size in pixels (default: the model's own).")
     ] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1)] = _D.batch_size,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b")] = _D.batch_size,
     lr: Annotated[float, typer.Option(help="Learning rate of the head.")] = _D.lr,
     backbone_lr_factor: Annotated[
         float, typer.Option(help="Body learning rate = lr x this factor.")
     ] = _D.backbone_lr_factor,
     optimizer: Annotated[Optimizer, typer.Option()] = _D.optimizer,
-    weight_decay: Annotated[float, typer.Option(min=0.0)] = _D.weight_decay,
-    label_smoothing: Annotated[float, typer.Option(min=0.0, max=0.99)] = _D.label_smoothing,
-    warmup_epochs: Annotated[float, typer.Option(min=0.0)] = _D.warmup_epochs,
+    weight_decay: Annotated[float, typer.Option()] = _D.weight_decay,
+    label_smoothing: Annotated[float, typer.Option()] = _D.label_smoothing,
+    warmup_epochs: Annotated[float, typer.Option()] = _D.warmup_epochs,
     patience: Annotated[
-        int, typer.Option(min=1, help="Early stopping: epochs without improvement.")
+        int, typer.Option(help="Early stopping: epochs without improvement (0: off).")
     ] = _D.patience,
     monitor: Annotated[str, typer.Option(help="val_acc, val_f1 or val_loss.")] = _D.monitor,
     augment: Annotated[Augment, typer.Option()] = _D.augment,
@@ -70,7 +70,7 @@ def train(
     test_fraction: Annotated[float, typer.Option()] = _D.test_fraction,
     seed: Annotated[int, typer.Option()] = _D.seed,
     out: Annotated[str, typer.Option("--out", "-o", help="Run folder.")] = _D.out,
-    num_workers: Annotated[int, typer.Option(min=0)] = _D.num_workers,
+    num_workers: Annotated[int, typer.Option()] = _D.num_workers,
     accelerator: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = _D.accelerator,
     precision: Annotated[
         str,
@@ -82,7 +82,7 @@ def train(
     max_bad_fraction: Annotated[
         float,
         typer.Option(
-            min=0.0, max=1.0, help="Refuse to train when more than this fraction of images is bad."
+            help="Refuse to train when more than this fraction of images is bad."
         ),
     ] = _D.max_bad_fraction,
     tensorboard: Annotated[
@@ -98,7 +98,7 @@ def train(
         ),
     ] = _D.cache,
     checkpoint_every_steps: Annotated[
-        int, typer.Option(min=0, help="Also checkpoint every N steps within an epoch (0: off).")
+        int, typer.Option(help="Also checkpoint every N steps within an epoch (0: off).")
     ] = _D.checkpoint_every_steps,
     config: Annotated[
         Path | None, typer.Option(help="YAML file of settings; command-line options win.")
@@ -192,6 +192,7 @@ class _Progress(Callback):
 
     def on_batch_end(self, batch: BatchEnd) -> None:
         if self.task is None:
+            self.bar.start()  # only now: an error before the first step prints just its line
             self.task = self.bar.add_task("training", total=batch.num_batches, speed="")
         self.bar.update(
             self.task,
@@ -216,12 +217,17 @@ class _Progress(Callback):
 
 def run_with_progress(cfg: TrainConfig, fit: Callable[[list[Callback]], RunResult]) -> RunResult:
     """Run ``fit(callbacks)`` with a progress bar (images/s) and one printed line per epoch."""
-    from headstart.cli.console import out
+    from headstart.cli.console import out, warnings_as_lines
+    from headstart.pipeline import NOTE_FLAG
 
     out.print(f"training {cfg.model} ({cfg.strategy.value}) on {cfg.data}")
     progress = _Progress(cfg.epochs)
-    with progress.bar:
-        return fit([progress])
+    try:
+        with warnings_as_lines(NOTE_FLAG):
+            return fit([progress])
+    finally:
+        if progress.bar.live.is_started:  # stopping an unstarted bar prints an empty line
+            progress.bar.stop()
 
 
 def print_summary(result: RunResult) -> None:

@@ -1,6 +1,7 @@
 """Cache entries on disk: a folder per key, complete once its ``meta.json`` is written, evicted
 least recently used first beyond a size budget. The decoded-image cache and the feature cache are
-both kept this way.
+both kept this way. The cache folder (``files.cache_dir()``) is marked as headstart's
+(``written.mark_cache_root``), so that a data walk never reads it as images.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from headstart.data.folders import Sample
+from headstart.data.written import mark_cache_root
 from headstart.files import atomic_write
 
 __all__ = [
@@ -94,5 +96,6 @@ def read_entry(folder: Path) -> dict[str, Any] | None:
 
 
 def write_entry_meta(folder: Path, meta: dict[str, Any]) -> None:
-    """Mark an entry complete by writing its metadata last (atomically)."""
+    """Mark an entry complete by writing its metadata last (atomically); mark the cache root."""
+    mark_cache_root(folder)
     atomic_write(folder / _META, json.dumps(meta))

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from headstart.data.written import mark_cache_root
 from headstart.errors import DataError
 from headstart.files import atomic_write, cache_dir
 
@@ -53,6 +54,7 @@ def prepare_cifar10(cache_dir: str | Path | None = None) -> Path:
     if (folder / _MARKER).exists():
         return folder
     folder.mkdir(parents=True, exist_ok=True)
+    mark_cache_root(folder)
     batches = _find_batches(folder)
     _write_png_folders(batches, folder)
     return folder

@@ -1,18 +1,29 @@
 """Class folders and their images, as training, evaluation and prediction read them (read-only).
 
 The one walk (``walk.walk_images``) with this policy: a folder that cannot be listed is a
-``DataError``; a folder link back into the data (see ``walk.Fence``) is skipped with a warning
-naming it; files without an image extension are counted in one warning; hidden files are
-skipped quietly (the audit lists the hidden image files).
+``DataError``; a folder link back into the data (see ``walk.Fence``), a folder headstart wrote (a
+run, report or cache folder, or one holding only such folders: ``written``), a broken link and a
+FIFO are each skipped with a warning naming them; files without an image extension are counted in
+one warning; hidden files are skipped quietly (the audit lists the hidden image files).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 
 from headstart.data.images import IMAGE_EXTENSIONS, is_image_file
-from headstart.data.walk import Fence, Skip, WalkProblem, list_visible, make_fence, walk_images
+from headstart.data.walk import (
+    Fence,
+    Skip,
+    WalkProblem,
+    list_visible,
+    make_fence,
+    not_file_reason,
+    walk_images,
+)
+from headstart.data.written import not_data_reason
 from headstart.errors import DataError
 
 __all__ = [
@@ -20,8 +31,10 @@ __all__ = [
     "check_data_folder",
     "find_images",
     "list_class_images",
+    "list_images",
     "report_skipped",
     "visible_entries",
+    "warn_written",
 ]
 
 log = logging.getLogger(__name__)
@@ -71,8 +84,12 @@ def find_images(folder: Path, skipped: list[Path], fence: Fence | None = None) -
             raise _cannot_list(problem.path, problem.error) from None
         if problem.kind is Skip.LOOP:
             _warn_loop(problem.path, problem.reason)
+        elif problem.kind is Skip.WRITTEN:
+            warn_written(problem.path, problem.reason)
         elif problem.kind is Skip.REVISIT:
             log.info("skipping %s: folder already walked (a second link to it)", problem.path)
+        elif problem.kind is Skip.NOT_FILE:
+            log.warning("skipping %s: %s", problem.path, not_file_reason(problem.path))
         elif problem.kind is not Skip.HIDDEN:
             skipped.append(problem.path)
 
@@ -81,6 +98,15 @@ def find_images(folder: Path, skipped: list[Path], fence: Fence | None = None) -
 
 def _warn_loop(link: Path, reason: str) -> None:
     log.warning("skipping %s: %s", link, reason)
+
+
+def warn_written(folder: Path, reason: str) -> None:
+    """Log that ``folder``, which headstart wrote (``reason`` says what), is not read as data."""
+    log.warning(
+        "skipping %s: %s; keep headstart's outputs (--out, caches) outside the data folder",
+        folder,
+        reason,
+    )
 
 
 def report_skipped(root: Path, skipped: list[Path]) -> None:
@@ -104,6 +130,8 @@ def list_class_images(root: Path, fence: Fence | None = None) -> dict[str, list[
         fence: The data tree ``root`` belongs to (default: ``root`` and its class folders);
             folder links back into it are skipped and logged, never walked.
 
+    Folders headstart wrote, and folders holding only such folders, are no classes (logged).
+
     Raises:
         DataError: ``root`` is missing, empty, holds loose images instead of class folders, or a
             class folder holds no images.
@@ -111,7 +139,7 @@ def list_class_images(root: Path, fence: Fence | None = None) -> dict[str, list[
     check_data_folder(root)
     entries = visible_entries(root)
     fence = fence or make_fence(root, [root])
-    class_dirs = [p for p in entries if p.is_dir() and not _is_loop(p, fence)]
+    class_dirs = [p for p in entries if p.is_dir() and not _is_loop(p, fence) and _is_data(p)]
     loose = [p for p in entries if p.is_file() and is_image_file(p)]
     if not class_dirs:
         if loose:
@@ -136,9 +164,50 @@ def list_class_images(root: Path, fence: Fence | None = None) -> dict[str, list[
     return classes
 
 
+def _is_data(class_dir: Path) -> bool:
+    """Whether ``class_dir`` may be a class: not a folder headstart wrote (then it is logged)."""
+    reason = not_data_reason(class_dir)
+    if reason:
+        warn_written(class_dir, reason)
+    return not reason
+
+
 def _is_loop(class_dir: Path, fence: Fence) -> bool:
     """Whether ``class_dir`` is a link back to the data or a split folder (then it is logged)."""
     reason = fence.loop_reason(class_dir)
     if reason:
         _warn_loop(class_dir, reason)
     return bool(reason)
+
+
+def list_images(paths: str | Path | Iterable[str | Path]) -> list[Path]:
+    """Expand files and folders given to ``predict`` into image files.
+
+    Folders are searched recursively (sorted, hidden entries skipped); files are kept in the order
+    given.
+
+    Raises:
+        DataError: A path is missing, is a broken link or no regular file (a FIFO, ...), a file
+            given explicitly is not an image, or nothing was found.
+    """
+    items = [paths] if isinstance(paths, str | Path) else list(paths)
+    found: list[Path] = []
+    for item in items:
+        path = Path(item).expanduser()
+        if path.is_dir():
+            skipped: list[Path] = []
+            found += find_images(path, skipped)
+            report_skipped(path, skipped)
+        elif path.is_file():
+            if not is_image_file(path):
+                raise DataError(
+                    f"{path} is not an image file; use one of {', '.join(IMAGE_EXTENSIONS)}."
+                )
+            found.append(path)
+        elif path.exists() or path.is_symlink():
+            raise DataError(f"{path} cannot be read as an image: {not_file_reason(path)}.")
+        else:
+            raise DataError(f"{path} does not exist; check the path.")
+    if not found:
+        raise DataError(f"no images found in {', '.join(str(i) for i in items) or 'the input'}.")
+    return found

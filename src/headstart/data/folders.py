@@ -25,13 +25,13 @@ import numpy as np
 
 from headstart.data.class_folders import (
     check_data_folder,
-    find_images,
     list_class_images,
-    report_skipped,
+    list_images,
     visible_entries,
+    warn_written,
 )
-from headstart.data.images import IMAGE_EXTENSIONS, is_image_file
 from headstart.data.walk import Fence, make_fence
+from headstart.data.written import SPLITS_FORMAT, not_data_reason
 from headstart.errors import DataError
 
 __all__ = [
@@ -47,7 +47,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 VAL_NAMES = ("val", "valid", "validation")
-_SPLITS_FORMAT = "headstart-splits"
 
 
 @dataclass(frozen=True)
@@ -75,6 +74,14 @@ class DataSplits:
     val: tuple[Sample, ...]
     test: tuple[Sample, ...]
     origin: dict[str, Any]
+
+    def image_roots(self) -> list[str]:
+        """The folders whose images these splits hold, where nothing may be written: the data
+        folder of a flat layout, the split folders of a ``train/`` + ``val/`` layout (a run folder
+        may sit beside them), none for the built-in datasets."""
+        if self.origin.get("layout") == "split" and self.origin.get("root"):
+            return [str(self.origin["root"])]
+        return [str(folder) for folder in (self.origin.get("dirs") or {}).values()]
 
     def counts(self) -> dict[str, list[int]]:
         """Return the number of samples per class for each split."""
@@ -181,8 +188,12 @@ def _samples(per_class: dict[str, list[Path]], classes: Sequence[str]) -> tuple[
 
 
 def _find_split_dirs(root: Path) -> dict[str, Path]:
-    """Return the ``train``/``val``/``test`` folders present in ``root`` (no class folders)."""
-    names = {p.name: p for p in visible_entries(root) if p.is_dir()}
+    """Return the ``train``/``val``/``test`` folders present in ``root`` (no class folders).
+
+    A folder headstart wrote is no split folder, whatever its name (a run written to
+    ``DATA/train`` by ``--out``).
+    """
+    names = {p.name: p for p in visible_entries(root) if p.is_dir() and not not_data_reason(p)}
     found = {"train": names.get("train"), "test": names.get("test")}
     vals = [names[n] for n in VAL_NAMES if n in names]
     if len(vals) > 1:
@@ -264,7 +275,13 @@ def _load_flat_layout(
 def _load_split_layout(
     root: Path, dirs: dict[str, Path], val_fraction: float, test_fraction: float, seed: int
 ) -> DataSplits:
-    others = [p.name for p in visible_entries(root) if p not in dirs.values()]
+    others = []
+    for entry in (p for p in visible_entries(root) if p not in dirs.values()):
+        written = not_data_reason(entry) if entry.is_dir() else None
+        if written:
+            warn_written(entry, written)
+        else:
+            others.append(entry.name)
     if others:
         log.warning("ignoring %s in %s (only train, val, test are read)", ", ".join(others), root)
     fence = make_fence(root, dirs.values())
@@ -346,7 +363,7 @@ def _load_cifar10(
 def splits_json(splits: DataSplits) -> str:
     """``splits`` as the JSON that :func:`read_splits` reads: classes, origin, samples."""
     doc = {
-        "format": _SPLITS_FORMAT,
+        "format": SPLITS_FORMAT,
         "version": 1,
         "classes": list(splits.classes),
         "origin": splits.origin,
@@ -367,7 +384,7 @@ def read_splits(path: str | Path) -> DataSplits:
     path = Path(path)
     try:
         doc = json.loads(path.read_text())
-        if doc.get("format") != _SPLITS_FORMAT:
+        if doc.get("format") != SPLITS_FORMAT:
             raise ValueError("not a headstart splits file")
         classes = tuple(str(c) for c in doc["classes"])
         parts = {
@@ -385,7 +402,8 @@ def read_splits(path: str | Path) -> DataSplits:
     return DataSplits(classes, parts["train"], parts["val"], parts["test"], origin)
 
 
-# ----------------------------------------------------------------------------- evaluate / predict
+# ----------------------------------------------------------------------------- evaluate
+# (the inputs of predict are listed by ``class_folders.list_images``, re-exported here)
 
 
 def load_eval_samples(
@@ -422,33 +440,3 @@ def load_eval_samples(
             f"the model knows: {', '.join(classes)}. Rename or remove those folders."
         )
     return list(_samples(per_class, classes))
-
-
-def list_images(paths: str | Path | Iterable[str | Path]) -> list[Path]:
-    """Expand files and folders given to ``predict`` into image files.
-
-    Folders are searched recursively (sorted, hidden entries skipped); files are kept in the order
-    given.
-
-    Raises:
-        DataError: A path is missing, a file given explicitly is not an image, or nothing was found.
-    """
-    items = [paths] if isinstance(paths, str | Path) else list(paths)
-    found: list[Path] = []
-    for item in items:
-        path = Path(item).expanduser()
-        if path.is_dir():
-            skipped: list[Path] = []
-            found += find_images(path, skipped)
-            report_skipped(path, skipped)
-        elif path.is_file():
-            if not is_image_file(path):
-                raise DataError(
-                    f"{path} is not an image file; use one of {', '.join(IMAGE_EXTENSIONS)}."
-                )
-            found.append(path)
-        else:
-            raise DataError(f"{path} does not exist; check the path.")
-    if not found:
-        raise DataError(f"no images found in {', '.join(str(i) for i in items) or 'the input'}.")
-    return found

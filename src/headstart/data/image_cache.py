@@ -8,8 +8,10 @@ output equals the PIL path bit for bit: the square always contains the eval crop
 stored per image. Training crops see the stored square, not the parts of a non-square image
 outside it.
 
-The key hashes the resize settings and each file's path, size and modification time, so an edited
-file gives a new entry. Entries beyond a size budget are evicted, least recently used first.
+The key hashes the resize settings, the pixel limit (which decides what fails) and each file's
+path, size and modification time, so an edited file gives a new entry (v2: size limits checked
+from the header, ``images.decode_image``). Entries beyond a size budget are evicted, least
+recently used first.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from headstart.data.cache_store import (
 from headstart.data.folders import Sample
 from headstart.data.images import DEFAULT_MAX_PIXELS, decode_image
 from headstart.data.transforms import build_train_transform
+from headstart.data.written import mark_cache_root
 from headstart.errors import DataError
 from headstart.files import cache_dir
 from headstart.preprocessing import PreprocessSpec
@@ -89,7 +92,7 @@ def _interpolation(pre: PreprocessSpec) -> InterpolationMode:
 
 def _decode_square(path: str, resize: v2.Resize, size: int, max_pixels: int) -> tuple[Any, ...]:
     """Decode + resize like the eval path; return the (3, S, S) square and its geometry."""
-    image = resize(decode_image(path, max_pixels=max_pixels))
+    image = resize(decode_image(path, max_pixels=max_pixels, resize_to=size))
     width, height = image.size
     top, left = int(round((height - size) / 2.0)), int(round((width - size) / 2.0))
     square = np.asarray(image.crop((left, top, left + size, top + size)), dtype=np.uint8)
@@ -116,13 +119,14 @@ def build_decoded_cache(
     root = Path(root) if root is not None else cache_dir() / "images"
     size = pre.resize_size
     key = hashlib.sha256(
-        f"v1\0{size}\0{pre.interpolation}\0{samples_digest(samples)}".encode()
+        f"v2\0{size}\0{pre.interpolation}\0{max_pixels}\0{samples_digest(samples)}".encode()
     ).hexdigest()[:24]
     folder = root / key
     if read_entry(folder) is not None:
         return DecodedImageCache(folder)
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
+    mark_cache_root(folder)
     needed = len(samples) * 3 * size * size
     enforce_budget(root, max(0, budget_bytes - needed), keep=folder)
     start = time.perf_counter()

@@ -11,6 +11,7 @@ its report.
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from enum import Enum
 from pathlib import Path
 
 from headstart.data.images import is_image_file
+from headstart.data.written import written_kind
 
 __all__ = [
     "Fence",
@@ -28,6 +30,7 @@ __all__ = [
     "list_folder",
     "list_visible",
     "make_fence",
+    "not_file_reason",
     "walk_images",
 ]
 
@@ -47,11 +50,14 @@ class Skip(Enum):
     """Neither a folder nor a regular file: a broken symlink, a FIFO, a socket, ..."""
     HIDDEN = "hidden"
     """A hidden file with an image extension, such as macOS ``._photo.jpg``."""
+    WRITTEN = "written"
+    """A folder headstart wrote (run, report, cache; ``WalkProblem.reason`` says which)."""
 
 
 @dataclass(frozen=True)
 class WalkProblem:
-    """An entry the walk skipped: what, where, the error (``UNLISTABLE``), the reason (``LOOP``)."""
+    """An entry the walk skipped: what, where, the error (``UNLISTABLE``), the reason (``LOOP``,
+    ``WRITTEN``)."""
 
     kind: Skip
     path: Path
@@ -66,6 +72,20 @@ OnProblem = Callable[[WalkProblem], None]
 def is_hidden(path: str | Path) -> bool:
     """Whether the walk skips ``path`` as hidden: its name starts with a dot."""
     return Path(path).name.startswith(".")
+
+
+def not_file_reason(path: Path) -> str:
+    """Why ``path``, neither a folder nor a regular file, is not read: a broken link, a loop, a
+    FIFO, socket or device."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symlink loop; fix or remove the link"
+        if path.is_symlink():
+            return f"broken symlink to {os.readlink(path)}; fix or remove the link"
+        return f"cannot read it: {exc.strerror or exc}"
+    return "not a regular file (a FIFO, socket or device); give image files"
 
 
 @dataclass(frozen=True)
@@ -185,6 +205,8 @@ def walk_images(folder: Path, *, on_problem: OnProblem, fence: Fence | None = No
         on_problem: Called with every skipped entry (see ``Skip``).
         fence: The data tree ``folder`` is a class folder of; folder links leading back into it
             are skipped as ``Skip.LOOP``. None follows every folder link (once).
+
+    Folders below ``folder`` that headstart wrote are skipped as ``Skip.WRITTEN``.
     """
     images: list[Path] = []
     visited: set[str] = set()
@@ -198,9 +220,9 @@ def walk_images(folder: Path, *, on_problem: OnProblem, fence: Fence | None = No
         visited.add(real)
         for entry in _entries(current, on_problem):
             if entry.is_dir():
-                reason = fence.loop_reason(entry, folder) if fence else None
-                if reason:
-                    on_problem(WalkProblem(Skip.LOOP, entry, reason=reason))
+                problem = _folder_problem(entry, folder, fence)
+                if problem:
+                    on_problem(problem)
                 else:
                     stack.append(entry)
             elif not entry.is_file():
@@ -210,6 +232,19 @@ def walk_images(folder: Path, *, on_problem: OnProblem, fence: Fence | None = No
             else:
                 on_problem(WalkProblem(Skip.NOT_IMAGE, entry))
     return sorted(images)
+
+
+def _folder_problem(entry: Path, walking: Path, fence: Fence | None) -> WalkProblem | None:
+    """Why the folder ``entry`` found under ``walking`` is not walked (a loop, headstart's own)."""
+    reason = fence.loop_reason(entry, walking) if fence else None
+    if reason:
+        return WalkProblem(Skip.LOOP, entry, reason=reason)
+    kind = written_kind(entry)
+    if kind:
+        return WalkProblem(
+            Skip.WRITTEN, entry, reason=f"a {kind} folder headstart wrote, not images"
+        )
+    return None
 
 
 def _entries(folder: Path, on_problem: OnProblem) -> list[Path]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -168,26 +169,49 @@ def render_html(doc: Mapping[str, Any], analysis: Analysis, images: Mapping[str,
     )
 
 
-def _md_cell(value: str) -> str:
-    return value.replace("|", "\\|").replace("\n", " ")
+_MD_ESCAPES = str.maketrans(
+    {"&": "&amp;", "<": "&lt;", ">": "&gt;", "|": "\\|", "[": "\\[", "]": "\\]", "`": "\\`",
+     "\\": "\\\\", "\n": " ", "\r": " "}
+)  # fmt: skip
+
+
+def _md_text(value: str) -> str:
+    """User text (class names, paths, reasons) made inert in a Markdown cell or heading.
+
+    HTML is escaped (a renderer shows ``<img ...>`` as text, never runs it), and so are the
+    characters that would close a cell, open a link or a code span; line breaks become spaces.
+    """
+    return value.translate(_MD_ESCAPES)
 
 
 def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(_md_cell(h) for h in header) + " |"]
+    lines = ["| " + " | ".join(_md_text(h) for h in header) + " |"]
     lines.append("|" + "---|" * len(header))
-    lines += ["| " + " | ".join(_md_cell(v) for v in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(_md_text(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
 
 
+def _md_code(text: str, language: str) -> str:
+    """A fenced block longer than any run of backticks in ``text`` (which cannot close it)."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    body = text if text.endswith("\n") else text + "\n"
+    return f"{fence}{language}\n{body}{fence}"
+
+
 def render_markdown(doc: Mapping[str, Any], analysis: Analysis, images: Mapping[str, Path]) -> str:
-    """The same report as Markdown, linking the PNGs of ``images`` by file name."""
-    parts = [f"# {doc['title']}"]
+    """The same report as Markdown, linking the PNGs of ``images`` by file name.
+
+    Every cell and heading goes through :func:`_md_text`, so names and paths cannot inject HTML
+    or links wherever the Markdown is rendered.
+    """
+    parts = [f"# {_md_text(doc['title'])}"]
     for heading, header, rows in sections(doc, analysis):
-        parts.append(f"## {heading}")
+        parts.append(f"## {_md_text(heading)}")
         parts.append(_md_table(header, rows) if rows else "none")
     for name, path in images.items():
-        caption = _CAPTIONS.get(name, name)
+        caption = _md_text(_CAPTIONS.get(name, name))
         parts.append(f"## {caption}\n\n![{caption}]({path.name})")
     if doc["config"] is not None:
-        parts.append("## Configuration\n\n```yaml\n" + _config_text(doc["config"]) + "```")
+        parts.append("## Configuration\n\n" + _md_code(_config_text(doc["config"]), "yaml"))
     return "\n\n".join(parts) + "\n"

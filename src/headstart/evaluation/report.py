@@ -13,7 +13,9 @@
 
 What the report says is derived in :mod:`~headstart.evaluation.analysis`, rendered in
 :mod:`~headstart.evaluation.render` and drawn in :mod:`~headstart.evaluation.plots`; this module
-writes the files, each through the one atomic write.
+writes the files, each through the one atomic write. The folder is marked as a report
+(``files.mark_folder``), so that no walk of a data folder takes its pictures in as images, and
+:func:`check_report_dir` tells it from a user's folder before anything is written there.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from headstart.data.folders import DataSplits
+from headstart.errors import ConfigError
 from headstart.evaluation import plots
 from headstart.evaluation.analysis import (
     MISCLASSIFIED_KEYS,
@@ -44,10 +47,12 @@ from headstart.evaluation.analysis import (
 from headstart.evaluation.metrics import normalize_rows
 from headstart.evaluation.render import render_html, render_markdown
 from headstart.evaluation.result import EvalResult
-from headstart.files import atomic_write, make_dirs
+from headstart.files import atomic_write, folder_kind, mark_folder
 
-__all__ = ["ReportPaths", "write_report"]
+__all__ = ["REPORT_KIND", "ReportPaths", "check_report_dir", "write_report"]
 
+REPORT_KIND = "report"
+"""The kind of the marker a report folder carries."""
 GRID_IMAGES = 24
 """Images in the sample-predictions grid."""
 TOP_LOSSES = 12
@@ -144,6 +149,33 @@ def _write_pictures(
     return images
 
 
+def check_report_dir(out_dir: str | Path, *, flag: str = "--out") -> None:
+    """Raise unless ``out_dir`` may take a report: missing, empty, or a report folder already.
+
+    Raises:
+        ConfigError: ``out_dir`` is a file, or a folder with files headstart did not write there.
+    """
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(
+            f"{flag} {out} is a file; evaluate writes a folder of report files: choose a new "
+            f"folder for {flag}."
+        )
+    if not out.is_dir() or folder_kind(out) == REPORT_KIND:
+        return
+    try:
+        empty = not any(out.iterdir())
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read {flag} {out}: {exc.strerror or exc}; choose a folder you can write."
+        ) from None
+    if not empty:
+        raise ConfigError(
+            f"{flag} {out} is a folder with other files in it, not a headstart report; headstart "
+            f"never writes among your files: choose a new or empty folder for {flag}."
+        )
+
+
 def write_report(
     out_dir: str | Path,
     result: EvalResult,
@@ -159,7 +191,8 @@ def write_report(
     """Write the report files and pictures of one evaluation into ``out_dir``.
 
     Args:
-        out_dir: Folder to write into (created); only the report's own files are written.
+        out_dir: Folder to write into (created and marked as a report); only the report's own
+            files are written. Check a folder a user named with :func:`check_report_dir` first.
         result: Logits, targets, paths and metrics of the evaluation.
         classes: Class names in label order.
         history: The run's epoch rows (``RunFolder.read_history``), for training curves.
@@ -172,7 +205,7 @@ def write_report(
     Returns:
         The paths of everything written.
     """
-    out = make_dirs(out_dir)
+    out = mark_folder(out_dir, REPORT_KIND)
     analysis = analyse(result, classes)
     per_class_csv, confusion_csv, misclassified_csv = _write_tables(out, analysis)
     images = _write_pictures(out, analysis, history)

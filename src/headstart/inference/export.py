@@ -18,17 +18,18 @@ import torch
 
 from headstart.artifact import LoadedModel
 from headstart.data.images import image_to_tensor
-from headstart.errors import DataError, ModelError
-from headstart.files import atomic_write
+from headstart.errors import ConfigError, ModelError
+from headstart.files import atomic_write, refuse_inside
 from headstart.inference.exported import (
     META_KEY,
     TS_EXTRA,
     export_description,
+    is_export_file,
     is_exported,
     load_exported_bytes,
 )
 from headstart.inference.load import find_model_dir, load_model
-from headstart.inference.predict import ModelRunner
+from headstart.inference.predict import ModelRunner, decode_one
 from headstart.preprocessing import PreprocessSpec
 from headstart.run_folder import RunFolder
 
@@ -40,6 +41,7 @@ __all__ = [
     "build_export",
     "build_onnx",
     "build_torchscript",
+    "check_export_target",
     "check_parity",
     "export_model",
     "parity_images",
@@ -107,6 +109,7 @@ def build_onnx(loaded: LoadedModel, *, opset: int = 17, dynamic_batch: bool = Tr
     """
     import onnx
 
+    _check_opset(opset)
     model = loaded.model.eval()
     dynamic_axes = {"input": {0: "batch"}, "logits": {0: "batch"}} if dynamic_batch else None
     buffer = io.BytesIO()
@@ -135,6 +138,20 @@ def build_onnx(loaded: LoadedModel, *, opset: int = 17, dynamic_batch: bool = Tr
     proto.doc_string = f"headstart export of {loaded.name} ({len(loaded.classes)} classes)"
     onnx.checker.check_model(proto)
     return proto.SerializeToString()
+
+
+def _check_opset(opset: int) -> None:
+    """Refuse an opset this torch cannot write before the exporter dumps its graph to stderr."""
+    from torch.onnx import _constants  # the exporter's own bounds; absent in some versions
+
+    low = getattr(_constants, "ONNX_MIN_OPSET", 7)
+    high = getattr(_constants, "ONNX_MAX_OPSET", None)
+    if opset < low or (high is not None and opset > high):
+        newest = f"{high}" if high is not None else "the newest it supports"
+        raise ModelError(
+            f"opset {opset} is not one this torch can export; choose an --opset from {low} to "
+            f"{newest} (17, the default, suits most runtimes)."
+        )
 
 
 def build_torchscript(loaded: LoadedModel) -> bytes:
@@ -239,10 +256,9 @@ def parity_images(
     """
     tensors = []
     for file in _split_files(Path(folder) if folder is not None else None):
-        try:
-            tensors.append(image_to_tensor(file, loaded.preprocessing))
-        except DataError:
-            continue
+        tensor, _ = decode_one(file, loaded.preprocessing)  # unreadable ones are left out
+        if tensor is not None:
+            tensors.append(tensor)
         if len(tensors) >= count:
             break
     if tensors:
@@ -265,6 +281,42 @@ def _exportable(model: str | Path | LoadedModel) -> LoadedModel:
     if is_exported(loaded):
         raise ModelError(f"{loaded.name} is an exported model; export its run or model folder.")
     return loaded
+
+
+def check_export_target(target: str | Path, fmt: str = "onnx") -> None:
+    """Raise unless ``target`` may be written: a new file, or an export headstart wrote.
+
+    Raises:
+        ConfigError: ``target`` is a folder, or a file that is not a headstart export.
+    """
+    target = Path(target)
+    if target.is_dir():
+        example = target / f"model{SUFFIXES.get(fmt, '.onnx')}"
+        raise ConfigError(
+            f"--out {target} is a folder; give the file to write, e.g. --out {example}."
+        )
+    if target.exists() and not is_export_file(target):
+        raise ConfigError(
+            f"--out {target} exists and is not a headstart export; headstart never overwrites "
+            "your files: choose another --out, or move the file away first."
+        )
+
+
+def _refuse_inside_training_data(target: Path, model_dir: Path | None) -> None:
+    """An export of a run never goes into the image folders the run was trained on."""
+    run = RunFolder.holding(model_dir) if model_dir is not None else None
+    for root in run.read_splits().image_roots() if run is not None else ():
+        refuse_inside(target, root)
+
+
+def _write(target: Path, data: bytes) -> Path:
+    """Write the checked export once, or say in one line why it cannot be written."""
+    try:
+        return atomic_write(target, data)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write the export to {target}: {exc.strerror or exc}; choose a writable --out."
+        ) from None
 
 
 def export_model(
@@ -292,6 +344,7 @@ def export_model(
     Raises:
         ParityError: The export disagrees with the PyTorch model (nothing is written).
         ModelError: The model cannot be loaded or exported, or there is nowhere to write it.
+        ConfigError: ``out`` is a folder, a file headstart did not write, or cannot be written.
     """
     _check_format(fmt)
     if tolerance <= 0:
@@ -304,6 +357,8 @@ def export_model(
     else:
         label = model.name if isinstance(model, LoadedModel) else model
         raise ModelError(f"{label} is not a run or model folder; pass --out FILE to export it.")
+    check_export_target(target, fmt)
+    _refuse_inside_training_data(target, folder)
     loaded = _exportable(model)
     data = build_export(loaded, fmt, opset=opset, dynamic_batch=dynamic_batch)
     exported = load_exported_bytes(data, origin=f"the new {fmt} export of {loaded.name}")
@@ -316,4 +371,4 @@ def export_model(
             f"{report.max_abs_diff:.2e} (tolerance {tolerance:g}); nothing was written. "
             "Try another --opset or --format, or raise --tolerance if the gap is benign."
         )
-    return ExportResult(path=atomic_write(target, data), format=fmt, parity=report)
+    return ExportResult(path=_write(target, data), format=fmt, parity=report)

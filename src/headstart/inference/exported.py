@@ -4,6 +4,8 @@ Both formats carry the class names and the preprocessing spec as JSON (ONNX ``me
 TorchScript ``_extra_files``), so an exported file is enough to predict. A file and the bytes of
 a new export (checked before it is written) load through the same function; the format is told
 apart by content, not by suffix. ONNX models run on the CPU; TorchScript ones on any device.
+``is_export_file`` tells an export headstart wrote from any other file, so that an export may
+replace an earlier one but never a user's file.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +31,7 @@ __all__ = [
     "TS_EXTRA",
     "OnnxModel",
     "export_description",
+    "is_export_file",
     "is_exported",
     "load_exported",
     "load_exported_bytes",
@@ -55,6 +59,36 @@ def export_description(loaded: LoadedModel) -> str:
 def is_exported(loaded: LoadedModel) -> bool:
     """Whether ``loaded`` came from an exported file (rather than PyTorch weights)."""
     return loaded.meta.get("format") == EXPORT_FORMAT
+
+
+def is_export_file(path: str | Path) -> bool:
+    """Whether the file at ``path`` is an export headstart wrote, told by its content (its
+    description), never by its name; nothing in it is run. Used before an export replaces it."""
+    path = Path(path)
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(2)
+            if head[:2] != b"PK" and head[:1] != b"\x08":  # a zip (TorchScript) or ONNX protobuf
+                return False
+            handle.seek(0)
+            data = handle.read()
+        text = _zip_description(data) if head == b"PK" else _onnx_description(data)
+        return json.loads(text).get("format") == EXPORT_FORMAT
+    except Exception:  # noqa: BLE001 - anything unreadable is not an export of ours
+        return False
+
+
+def _zip_description(data: bytes) -> str:
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        name = next(n for n in archive.namelist() if n.endswith(f"/extra/{TS_EXTRA}"))
+        return archive.read(name).decode("utf-8")
+
+
+def _onnx_description(data: bytes) -> str:
+    import onnx
+
+    proto = onnx.load_model_from_string(data)
+    return next(p.value for p in proto.metadata_props if p.key == META_KEY)
 
 
 class OnnxModel(nn.Module):

@@ -25,6 +25,7 @@ __all__ = [
     "ModelRunner",
     "Prediction",
     "decode_images",
+    "decode_one",
     "logits_for_files",
     "predict_files",
     "predict_proba_files",
@@ -77,13 +78,48 @@ class ModelRunner:
         return torch.softmax(self.logits(images), dim=1)
 
 
+def decode_one(
+    source: ImageSource,
+    preprocessing: PreprocessSpec,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> tuple[torch.Tensor | None, str | None]:
+    """Decode one image file or bytes into a model input, or say why it cannot be.
+
+    A file the one decode function refuses (``DataError``) and one that runs out of memory on its
+    way to a tensor (an extremely thin or wide image) both come back as a reason; nothing else is
+    caught.
+
+    Returns:
+        The input tensor and None, or None and the reason.
+    """
+    try:
+        return image_to_tensor(source, preprocessing, max_pixels=max_pixels), None
+    except DataError as exc:
+        return None, str(exc)
+    except (MemoryError, RuntimeError) as exc:
+        if not _out_of_memory(exc):
+            raise
+    name = "<bytes>" if isinstance(source, bytes) else str(source)
+    size = preprocessing.input_size
+    return None, (
+        f"cannot read image {name}: it is too large to decode into the model's {size}x{size} "
+        "input (out of memory; an extremely thin or wide image?); crop or shrink it."
+    )
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """Python's MemoryError, or torch's CPU allocator failing (a RuntimeError)."""
+    return isinstance(exc, MemoryError) or "can't allocate memory" in str(exc)
+
+
 def decode_images(
     sources: Sequence[ImageSource],
     preprocessing: PreprocessSpec,
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> tuple[torch.Tensor | None, list[str | None]]:
-    """Decode image files or bytes into one input batch.
+    """Decode image files or bytes into one input batch (each through :func:`decode_one`).
 
     Returns:
         The readable images stacked (None when none is), and for each source, in order, None
@@ -92,11 +128,10 @@ def decode_images(
     tensors: list[torch.Tensor] = []
     errors: list[str | None] = []
     for source in sources:
-        try:
-            tensors.append(image_to_tensor(source, preprocessing, max_pixels=max_pixels))
-            errors.append(None)
-        except DataError as exc:
-            errors.append(str(exc))
+        tensor, error = decode_one(source, preprocessing, max_pixels=max_pixels)
+        if tensor is not None:
+            tensors.append(tensor)
+        errors.append(error)
     return (torch.stack(tensors) if tensors else None), errors
 
 

@@ -2,9 +2,11 @@
 
 Requests are bounded before they cost much: the body size is capped while it streams in (413,
 ``headstart.inference.uploads``), images are decoded by the one decode function with a pixel cap
-(422 for bombs and broken files), only ``max_concurrency`` inferences run at once (503 +
-``Retry-After`` past that), and an optional bearer token guards everything but ``/health``.
-Decoding and inference run off the event loop, on the model's device.
+(422 for bombs, broken files and images too thin or wide to decode), only ``max_concurrency``
+inferences run at once (503 + ``Retry-After`` past that), and an optional bearer token guards
+everything but ``/health`` (with a token, the docs and the OpenAPI schema, which name the model and
+its classes, are turned off). The port is bound before the model is served, so a port in use is a
+one-line ``ConfigError``. Decoding and inference run off the event loop, on the model's device.
 
 With ``max_batch > 1`` the forward passes of concurrent requests are micro-batched
 (``headstart.inference.batcher``): each request is decoded in the threadpool, then one worker
@@ -16,7 +18,9 @@ forward pass on its own, in the threadpool.
 # defined in create_app, whose types are imported there, lazily.
 
 import asyncio
+import errno
 import hmac
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -39,6 +43,7 @@ __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
     "DEFAULT_MAX_CONCURRENCY",
     "DEFAULT_MAX_PIXELS",
+    "bind_port",
     "create_app",
     "run_server",
 ]
@@ -212,7 +217,8 @@ def create_app(
         max_body_bytes: Larger request bodies get 413 before they are read in full.
         max_concurrency: Requests decoding, queued or running at once; more get 503 with
             ``Retry-After``.
-        token: When set, every route but ``/health`` needs ``Authorization: Bearer <token>``.
+        token: When set, every route but ``/health`` needs ``Authorization: Bearer <token>``, and
+            ``/docs``, ``/redoc`` and ``/openapi.json`` are turned off (404).
         max_pixels: Larger images (width * height) are rejected unread (422).
         max_batch: Most images per micro-batched forward pass; 1 turns batching off.
         batch_wait_ms: How long the oldest queued request may wait for others to join its batch.
@@ -230,7 +236,10 @@ def create_app(
     if max_batch > 1:
         wait_s = batch_wait_ms / 1000
         batcher = MicroBatcher(runner.probabilities, max_batch=max_batch, wait_s=wait_s)
-    app = FastAPI(title=f"headstart: {loaded.name}", version="1", lifespan=_lifespan(batcher))
+    docs = {"docs_url": None, "redoc_url": None, "openapi_url": None} if token else {}
+    app = FastAPI(
+        title=f"headstart: {loaded.name}", version="1", lifespan=_lifespan(batcher), **docs
+    )
     app.state.batcher = batcher
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     auth = [Depends(_check_token(token))]
@@ -243,11 +252,40 @@ def create_app(
     return app
 
 
+def bind_port(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host``:``port`` (0: any free port), for :func:`run_server`.
+
+    Raises:
+        ConfigError: The port is in use, needs privileges, or ``host`` is not an address here.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(f"port {port} is in use; choose another --port.") from None
+        if exc.errno == errno.EACCES:
+            raise ConfigError(
+                f"port {port} needs privileges on this machine; choose a --port above 1023."
+            ) from None
+        reason = exc.strerror or str(exc)
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {reason}; check --host (an address of this "
+            "machine, e.g. 127.0.0.1 or 0.0.0.0)."
+        ) from None
+    sock.set_inheritable(True)
+    return sock
+
+
 def run_server(
     loaded: LoadedModel,
     *,
     host: str = "127.0.0.1",
     port: int = 8000,
+    sock: socket.socket | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
     token: str | None = None,
@@ -256,9 +294,16 @@ def run_server(
     batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS,
     log_level: str = "info",
 ) -> None:
-    """Serve ``loaded`` with uvicorn until interrupted (binds to loopback by default)."""
+    """Serve ``loaded`` with uvicorn until interrupted (binds to loopback by default).
+
+    ``sock`` is a socket from :func:`bind_port`; without one, ``host``:``port`` is bound here.
+
+    Raises:
+        ConfigError: The port is in use or cannot be bound (see :func:`bind_port`).
+    """
     import uvicorn
 
+    sock = sock or bind_port(host, port)
     app = create_app(
         loaded,
         max_body_bytes=max_body_bytes,
@@ -270,4 +315,9 @@ def run_server(
     )
     # Connections beyond this get 503 from uvicorn itself, before any body is read.
     limit = max(64, 16 * max_concurrency)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, limit_concurrency=limit)
+    bound_host, bound_port = sock.getsockname()[:2]
+    config = uvicorn.Config(
+        app, host=bound_host, port=bound_port, log_level=log_level, limit_concurrency=limit
+    )
+    with sock:
+        uvicorn.Server(config).run(sockets=[sock])

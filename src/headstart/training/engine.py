@@ -25,7 +25,6 @@ from lightning.fabric.utilities.seed import seed_everything
 from torch import nn
 
 from headstart.config import BnStats
-from headstart.errors import ConfigError
 from headstart.evaluation.metrics import macro_f1
 from headstart.run_folder import RunFolder
 from headstart.speed.allocator import keep_freed_memory
@@ -34,6 +33,7 @@ from headstart.speed.settings import describe
 from headstart.training.batches import PhaseBatches
 from headstart.training.callbacks import BatchEnd, Callback
 from headstart.training.checkpoint import capture_rng_state, save_checkpoint
+from headstart.training.divergence import Diverged, blown_up, divergence_note
 from headstart.training.loop import EpochProgress, train_epoch, validate
 from headstart.training.phase import OptimSettings, PhaseSetup, setup_phase
 from headstart.training.resume import (
@@ -47,7 +47,7 @@ from headstart.training.strategies import Phase
 from headstart.training.tracking import BestTracker, EarlyStopping
 from headstart.zoo.spec import BackboneSpec
 
-__all__ = ["EngineSettings", "TrainResult", "create_fabric", "train_phases"]
+__all__ = ["Diverged", "EngineSettings", "TrainResult", "train_phases"]
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +93,8 @@ class TrainResult:
         stopped_early: Whether early stopping ended the run before the planned epochs.
         speed: Per phase name, the layout and autocast dtype it trained with.
         failures: Images that broke while training (path -> reason).
+        diverged: What happened when a loss stopped being finite (training stopped there and
+            kept the best epoch before it); None when all went well.
     """
 
     history: list[dict[str, Any]]
@@ -103,19 +105,7 @@ class TrainResult:
     stopped_early: bool = False
     speed: dict[str, dict[str, Any]] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
-
-
-def create_fabric(accelerator: str, precision: str) -> Fabric:
-    """A one-device Fabric; ``precision="auto"`` makes a float32 one (the phases then autocast as
-    their speed trial decides)."""
-    try:
-        fabric_precision: Any = "32-true" if precision == "auto" else precision
-        return Fabric(accelerator=accelerator, devices=1, precision=fabric_precision)
-    except (ValueError, RuntimeError, TypeError) as exc:
-        raise ConfigError(
-            f"cannot use accelerator {accelerator!r} with precision {precision!r}: {exc}; try "
-            "--accelerator cpu --precision 32-true."
-        ) from None
+    diverged: str | None = None
 
 
 @dataclass
@@ -178,7 +168,7 @@ def train_phases(
     )  # fmt: skip
     folder.sweep_temporaries()
     start = _resume(run) if resume else ResumePoint()
-    stopped = run.stopper.stopped
+    stopped, diverged = run.stopper.stopped, None
     try:
         with stop_on_signals() as run.stop, keep_freed_memory():
             for index in range(start.phase_index, len(run.phases)):
@@ -186,9 +176,13 @@ def train_phases(
                     break
                 point = start if index == start.phase_index else ResumePoint(index)
                 stopped = _train_phase(run, index, point)
+    except Diverged as exc:
+        diverged = _after_divergence(run, exc)
     finally:
         set_float32_depthwise(model, False)  # the plain layer classes again (same parameters)
-    return _finish(run, stopped)
+    result = _finish(run, stopped or diverged is not None)
+    result.diverged = diverged
+    return result
 
 
 def _resume(run: _Run) -> ResumePoint:
@@ -304,7 +298,10 @@ def _train_and_validate(
     steps = len(epoch.batches.train)
 
     def on_step(progress: EpochProgress, loss: torch.Tensor, images_per_s: float) -> None:
-        run.callbacks.on_batch_end(BatchEnd(progress.batches, steps, float(loss), images_per_s))
+        value = float(loss)
+        if blown_up(value):
+            raise Diverged(_where(run, epoch, f"step {progress.batches}: training loss {value:g}"))
+        run.callbacks.on_batch_end(BatchEnd(progress.batches, steps, value, images_per_s))
         _after_step(run, epoch, progress, steps)
 
     train = train_epoch(
@@ -313,6 +310,8 @@ def _train_and_validate(
         rng_state=start.rng if start is not None else None, on_step=on_step,
     )  # fmt: skip
     val = validate(setup.module, epoch.batches.val, speed=setup.speed)
+    if blown_up(val["loss"]):
+        raise Diverged(_where(run, epoch, f"validation loss {val['loss']:g}"))
     num_classes = val["logits"].shape[1] if val["logits"].numel() else 1
     train_seconds = train["seconds"] + setup_seconds
     return {
@@ -408,6 +407,17 @@ def _interrupt(run: _Run, where: str) -> None:
         f"Continue with: headstart train --resume {run.folder.path}",
         path,
     )
+
+
+def _where(run: _Run, epoch: _Epoch, what: str) -> str:
+    phase = run.phases[epoch.phase_index].name
+    return f"epoch {len(run.history) + 1} ({phase} phase, {what})"
+
+
+def _after_divergence(run: _Run, exc: Diverged) -> str:
+    """Stop at a blown-up loss: keep the best epoch before it (see ``divergence``)."""
+    best = run.tracker.best_epoch if run.best_state is not None else None
+    return divergence_note(str(exc), best_epoch=best, finished=len(run.history))
 
 
 def _finish(run: _Run, stopped: bool) -> TrainResult:

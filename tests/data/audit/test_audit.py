@@ -22,16 +22,22 @@ def test_corpus_every_bad_file_reported_nothing_modified(
     corpus = bench.build_corpus(tmp_path / "data", empty_class=empty_class)
     before = bench.snapshot(corpus.root)
     report = audit_folder(corpus.root, workers=2)
-    assert bench.snapshot(corpus.root) == before  # content, size, mode and mtime of every entry
     score = bench.score(corpus, report)
-    assert score["kinds"] >= 15
+    assert score["kinds"] >= 30
     assert score["missed"] == {}
     assert score["bad_reported"] == score["bad_total"]
     assert score["good_rejected"] == []
     assert score["without_reason"] == []
+    assert score["mislabels"] == []  # no class gained an image, no folder became a class
     assert all(b.kind in BAD_KINDS for b in report.bad)
     assert (report.fatal is not None) == empty_class
+    assert sorted(report.written) == sorted(corpus.written)
+    assert any("folder(s) that headstart wrote" in w for w in report.warnings)
     json.dumps(report.to_dict())  # JSON-ready
+    if not empty_class:  # what train reads, and the one decode function at 224 px
+        assert bench.mislabels(corpus, load_splits(corpus.root)) == []
+        assert bench.decode_all(corpus) == {}  # thin images refused from the header, no crash
+    assert bench.snapshot(corpus.root) == before  # content, size, mode and mtime of every entry
 
 
 def test_imbalance_duplicates_and_flat_leaks(tmp_path: Path) -> None:

@@ -140,3 +140,18 @@ def test_cifar10_is_audited_from_the_cache(
     assert count_inspections == []
     first.pop("seconds"), second.pop("seconds")
     assert first == second and first["num_bad_samples"] == 0
+
+
+def test_the_cache_folder_is_marked_and_never_audited_as_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from headstart.files import folder_kind
+
+    data = make_image_folder(tmp_path / "data", n=2)
+    cache = data / "cache"  # HEADSTART_CACHE inside the data folder
+    monkeypatch.setenv("HEADSTART_CACHE", str(cache))
+    first = audit_folder(data, workers=1)
+    assert folder_kind(cache) == "cache"
+    second = audit_folder(data, workers=1)
+    assert second.written == [str(cache)] and second.splits.classes == first.splits.classes
+    assert any("headstart wrote" in w for w in second.warnings)

@@ -47,3 +47,16 @@ def test_threads_give_the_same_results(tmp_path: Path, bench: ModuleType) -> Non
     four_report = audit_folder(corpus.root, workers=4, use_cache=False).to_dict()
     one_report.pop("seconds"), four_report.pop("seconds")
     assert one_report == four_report
+
+
+def test_thin_and_wide_images_are_too_thin(tmp_path: Path, bench: ModuleType) -> None:
+    sizes = {"thin.png": (20_000, 1), "tall.png": (1, 20_000), "wide_17.png": (1700, 100)}
+    for name, size in sizes.items():
+        Image.new("RGB", size).save(tmp_path / name)
+    (tmp_path / "strip.png").write_bytes(bench.png_gray(8_000_000, 8))  # 186 KB, 64 M pixels
+    for name in [*sizes, "strip.png"]:
+        bad = inspect_file(tmp_path / name).bad
+        assert bad is not None and bad.kind == "too_thin", name
+        assert "too thin or too wide" in bad.reason and "crop or pad" in bad.reason
+    Image.new("RGB", (256, 16)).save(tmp_path / "banner.png")  # 16:1 is kept
+    assert inspect_file(tmp_path / "banner.png").bad is None

@@ -7,7 +7,7 @@ folder), ``audit`` (audit_splits, audit_folder).
 
 from headstart.data.audit.audit import audit_folder, audit_splits
 from headstart.data.audit.inspect import inspect_file
-from headstart.data.audit.report import BAD_KINDS, AuditReport, BadFile, Leak
+from headstart.data.audit.report import BAD_KINDS, AuditReport, BadFile, Leak, is_data_report
 from headstart.data.audit.tree import TreeAudit, audit_tree
 
 __all__ = [
@@ -20,4 +20,5 @@ __all__ = [
     "audit_splits",
     "audit_tree",
     "inspect_file",
+    "is_data_report",
 ]

@@ -3,10 +3,11 @@
 The audit only reads: it lists folders, stats and reads files, and never writes, moves or deletes a
 user's file. It finds, per file with a reason: zero-byte files, non-images with image extensions,
 truncated or corrupt images, unsupported formats, decompression bombs (rejected from the header),
-images too small to use, unreadable files, broken symlinks and symlink loops (``inspect``, the
-``tree`` walk). It also finds exact duplicates and train/val/test leaks (by SHA-256 of the
-content), empty class folders, images lying outside class folders, and class imbalance. Each
-file's result is kept in the audit ``cache``, so an unchanged file is not read again.
+images too small to use or too thin, unreadable files, broken symlinks and symlink loops
+(``inspect``, the ``tree`` walk). It also finds exact duplicates and train/val/test leaks (by
+SHA-256 of the content), empty class folders, images lying outside class folders, folders
+headstart wrote inside the data (skipped, with a warning), and class imbalance. Each file's result
+is kept in the audit ``cache``, so an unchanged file is not read again.
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ def audit_splits(
         splits=splits,
         bad=_merge_bad(tree.bad, [i.bad for i in inspections if i.bad is not None]),
         ignored=list(tree.ignored),
+        written=list(tree.written),
         settings={
             "max_pixels": max_pixels,
             "min_size": min_size,
@@ -148,7 +150,7 @@ def _warnings(report: AuditReport, imbalance_ratio: float) -> list[str]:
         names = sorted({report.splits.classes[labels[p]] for p in group})
         if len(names) > 1:
             warnings.append(f"the same image is in classes {', '.join(names)}: {', '.join(group)}")
-    return warnings + _ignored_warnings(report.ignored)
+    return warnings + _ignored_warnings(report.ignored) + _written_warnings(report.written)
 
 
 def _ignored_warnings(ignored: list[str]) -> list[str]:
@@ -162,6 +164,17 @@ def _ignored_warnings(ignored: list[str]) -> list[str]:
             f"{hidden} hidden file(s) with image extensions (such as macOS ._ files) were ignored."
         )
     return warnings
+
+
+def _written_warnings(written: list[str]) -> list[str]:
+    """One line naming the folders headstart wrote that were found in the data and skipped."""
+    if not written:
+        return []
+    named = ", ".join(written[:3]) + (f" and {len(written) - 3} more" if len(written) > 3 else "")
+    return [
+        f"{len(written)} folder(s) that headstart wrote (runs, reports, caches) were skipped, not "
+        f"read as images: {named}; keep headstart's outputs outside the data folder."
+    ]
 
 
 def audit_folder(

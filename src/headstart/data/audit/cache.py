@@ -20,6 +20,7 @@ from PIL import __version__ as _PILLOW_VERSION
 
 from headstart.data.audit.inspect import FileInspection, inspect_files
 from headstart.data.audit.report import SAMPLE_KINDS, BadFile
+from headstart.data.written import mark_cache_root
 from headstart.files import atomic_write, cache_dir
 
 __all__ = ["inspect_files_cached"]
@@ -27,8 +28,9 @@ __all__ = ["inspect_files_cached"]
 log = logging.getLogger(__name__)
 
 _CACHE_FORMAT = "headstart-audit-cache"
-_CACHE_VERSION = 1
-"""Bump when ``inspect_file`` can give another result for the same bytes and settings."""
+_CACHE_VERSION = 2
+"""Bump when ``inspect_file`` can give another result for the same bytes and settings (2: images
+over ``images.MAX_ASPECT_RATIO`` are ``too_thin``)."""
 
 Signature = tuple[int, int, int, int]
 """A file's size, mtime_ns, ctime_ns and inode: a change in any of them means "inspect again"."""
@@ -135,6 +137,7 @@ def _write_cache(cache_file: Path, settings: dict[str, Any], entries: dict[str, 
     doc["files"] = entries
     try:
         atomic_write(cache_file, json.dumps(doc, separators=(",", ":")))
+        mark_cache_root(cache_file)
     except OSError as exc:
         log.warning(
             "cannot write the audit cache %s (%s); the next audit reads every file again; "

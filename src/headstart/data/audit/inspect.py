@@ -2,9 +2,10 @@
 
 A decode failure is classified by sniffing the content's first bytes: zero-byte files, non-images
 with image extensions (text, HTML, random bytes), unsupported formats (HEIC, SVG, PDF, ...),
-truncated or corrupt images, decompression bombs (rejected from the header) and images too small
-to use. Files are decoded with ``decode_image`` (the one decoder); ``inspect_files`` decodes in a
-thread pool, as Pillow releases the GIL while decoding. Files are only read.
+truncated or corrupt images, decompression bombs (rejected from the header), images too thin or
+too wide (an extreme aspect ratio, rejected from the header) and images too small to use. Files
+are decoded with ``decode_image`` (the one decoder); ``inspect_files`` decodes in a thread pool,
+as Pillow releases the GIL while decoding. Files are only read.
 """
 
 from __future__ import annotations
@@ -109,6 +110,8 @@ def bad_from_os_error(name: str, exc: OSError) -> BadFile:
 def _classify(data: bytes, message: str) -> tuple[str, str]:
     """Map a decode failure to a kind and a readable reason, sniffing the content's first bytes."""
     lowered = message.lower()
+    if "too thin or too wide" in lowered or "resizing its short side" in lowered:
+        return "too_thin", message
     if "decompression bomb" in lowered or "over the limit" in lowered:
         hint = "" if "max_pixels" in message else " Shrink the image or raise --max-pixels."
         return "too_large", message + hint

@@ -11,10 +11,23 @@ from pathlib import Path
 from typing import Any
 
 from headstart.data.folders import DataSplits
+from headstart.data.written import json_format
 from headstart.errors import DataError
 from headstart.files import atomic_write
 
-__all__ = ["BAD_KINDS", "SAMPLE_KINDS", "SPLIT_NAMES", "AuditReport", "BadFile", "Leak"]
+__all__ = [
+    "BAD_KINDS",
+    "REPORT_FORMAT",
+    "SAMPLE_KINDS",
+    "SPLIT_NAMES",
+    "AuditReport",
+    "BadFile",
+    "Leak",
+    "is_data_report",
+]
+
+REPORT_FORMAT = "headstart-data-report"
+"""The ``"format"`` of ``AuditReport.to_dict`` (``data_report.json``, ``check --out``)."""
 
 BAD_KINDS = {
     "empty_file": "zero-byte files",
@@ -24,6 +37,7 @@ BAD_KINDS = {
     "corrupt": "corrupt images",
     "too_large": "too many pixels (possible decompression bombs)",
     "too_small": "images too small to use",
+    "too_thin": "images too thin or too wide (extreme aspect ratio)",
     "unreadable": "unreadable files or folders (permissions)",
     "missing": "files gone since the folder was listed",
     "broken_symlink": "broken symlinks",
@@ -70,6 +84,7 @@ class AuditReport:
         leaks: Images that are in train and also in val or test.
         ignored: Files skipped, as ``load_splits`` does: files without an image extension and
             hidden files with one (such as macOS ``._photo.jpg``).
+        written: Folders in the data that headstart wrote (run, report, cache folders), skipped.
         warnings: Readable warnings (imbalance, leaks, duplicates across classes, ...).
         fatal: Why the data cannot be trained on at all, or None.
         settings: The audit's settings (max_pixels, min_size, imbalance_ratio).
@@ -82,6 +97,7 @@ class AuditReport:
     duplicates: list[list[str]] = field(default_factory=list)
     leaks: list[Leak] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
+    written: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     fatal: str | None = None
     settings: dict[str, Any] = field(default_factory=dict)
@@ -154,7 +170,7 @@ class AuditReport:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready summary: counts, bad files, duplicates, leaks, warnings."""
         return {
-            "format": "headstart-data-report",
+            "format": REPORT_FORMAT,
             "version": 1,
             "root": self.root,
             "classes": list(self.splits.classes),
@@ -166,6 +182,7 @@ class AuditReport:
             "duplicates": self.duplicates,
             "leaks": [{"train": x.train, "other": x.other, "split": x.split} for x in self.leaks],
             "ignored": self.ignored,
+            "written": self.written,
             "warnings": self.warnings,
             "fatal": self.fatal,
             "settings": self.settings,
@@ -175,3 +192,8 @@ class AuditReport:
     def save(self, path: str | Path) -> Path:
         """Write ``to_dict`` as JSON to ``path`` (the caller's file, never a user's), atomically."""
         return atomic_write(path, json.dumps(self.to_dict(), indent=1))
+
+
+def is_data_report(path: str | Path) -> bool:
+    """Whether the file ``path`` is a report ``AuditReport.save`` wrote (only its start is read)."""
+    return Path(path).is_file() and json_format(path) == REPORT_FORMAT

@@ -3,7 +3,9 @@
 The tree is walked the way ``load_splits`` walks it (``walk.walk_images`` with the data folder's
 ``walk.Fence``), but every skipped entry is recorded instead of raised or logged: unlistable
 folders, broken symlinks, folder links back into the data (never followed), images outside class
-folders, empty class folders, files without an image extension and hidden image files.
+folders, empty class folders, files without an image extension and hidden image files. Folders
+headstart wrote (run, report and cache folders, and folders holding only those: ``written``) are
+not walked and are never classes; they are listed apart, as they are no user's mistake in a file.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from headstart.data.audit.report import BadFile
 from headstart.data.folders import VAL_NAMES
 from headstart.data.images import is_image_file
 from headstart.data.walk import Fence, Skip, WalkProblem, list_folder, make_fence, walk_images
+from headstart.data.written import not_data_reason
 from headstart.errors import DataError
 
 __all__ = ["TreeAudit", "audit_tree"]
@@ -32,11 +35,13 @@ class TreeAudit:
             class folders.
         ignored: Files without an image extension, and hidden files with one (such as macOS
             ``._photo.jpg``); hidden folders are skipped without a word.
+        written: Folders headstart wrote (runs, reports, caches), not walked.
     """
 
     images: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     bad: list[BadFile] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
+    written: list[str] = field(default_factory=list)
 
 
 def audit_tree(root: str | Path) -> TreeAudit:
@@ -53,7 +58,7 @@ def audit_tree(root: str | Path) -> TreeAudit:
     if not root.is_dir():
         raise DataError(f"data folder {root} does not exist or is not a folder; check the path.")
     tree = TreeAudit()
-    entries = _list(root, tree)
+    entries = _drop_written(_list(root, tree), tree)
     dirs = {p.name: p for p in entries if p.is_dir()}
     split_dirs = {"train": dirs.get("train"), "test": dirs.get("test")}
     split_dirs["val"] = next((dirs[n] for n in VAL_NAMES if n in dirs), None)
@@ -66,8 +71,19 @@ def audit_tree(root: str | Path) -> TreeAudit:
         _mark_outside(other, tree, fence)
     for split, folder in split_dirs.items():
         if folder is not None:
-            _audit_class_root(_list(folder, tree), split, tree, fence)
+            _audit_class_root(_drop_written(_list(folder, tree), tree), split, tree, fence)
     return tree
+
+
+def _drop_written(entries: list[Path], tree: TreeAudit) -> list[Path]:
+    """``entries`` without the folders headstart wrote, which go to ``tree.written``."""
+    kept = []
+    for entry in entries:
+        if entry.is_dir() and not_data_reason(entry):
+            tree.written.append(str(entry))
+        else:
+            kept.append(entry)
+    return kept
 
 
 def _list(folder: Path, tree: TreeAudit) -> list[Path]:
@@ -140,7 +156,8 @@ def _audit_class_root(entries: list[Path], split: str, tree: TreeAudit, fence: F
 def _walk(folder: Path, tree: TreeAudit, fence: Fence, *, record: bool) -> list[Path]:
     """Image files under ``folder`` (sorted); with ``record``, log links, loops, other files.
 
-    Unlistable folders and folder links back into the data are always recorded.
+    Unlistable folders, folder links back into the data and folders headstart wrote are always
+    recorded.
     """
 
     def on_problem(problem: WalkProblem) -> None:
@@ -149,6 +166,8 @@ def _walk(folder: Path, tree: TreeAudit, fence: Fence, *, record: bool) -> list[
             tree.bad.append(_unlistable(path, problem.error))
         elif problem.kind is Skip.LOOP:
             tree.bad.append(BadFile(str(path), problem.reason, "symlink_loop"))
+        elif problem.kind is Skip.WRITTEN:
+            tree.written.append(str(path))
         elif not record:
             return
         elif problem.kind is Skip.REVISIT:

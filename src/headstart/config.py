@@ -18,9 +18,13 @@ __all__ = [
     "RESUME_INEXACT",
     "Augment",
     "BnStats",
+    "ClassWeights",
     "Optimizer",
+    "Sampler",
+    "Schedule",
     "Strategy",
     "TrainConfig",
+    "parse_duration",
     "build_config",
     "config_text",
     "load_config",
@@ -55,11 +59,36 @@ class BnStats(str, Enum):
 
 
 class Augment(str, Enum):
-    """Named training augmentation presets."""
+    """Named training augmentation presets (see ``data.transforms``)."""
 
     NONE = "none"
     LIGHT = "light"
     STANDARD = "standard"
+    TRIVIAL = "trivial"
+    RANDAUGMENT = "randaugment"
+
+
+class Schedule(str, Enum):
+    """Learning-rate schedules of a phase, each after a linear warm-up."""
+
+    COSINE = "cosine"
+    ONECYCLE = "onecycle"
+    STEP = "step"
+    CONSTANT = "constant"
+
+
+class ClassWeights(str, Enum):
+    """Loss weights per class: ``balanced`` weighs each class by the inverse of its count."""
+
+    NONE = "none"
+    BALANCED = "balanced"
+
+
+class Sampler(str, Enum):
+    """How training batches are drawn: a shuffle of every image once, or class-balanced draws."""
+
+    SHUFFLE = "shuffle"
+    BALANCED = "balanced"
 
 
 DEFAULT_MODEL = "bundled:efficientnet_lite0"
@@ -79,6 +108,7 @@ _WHOLE = {  # setting: (lowest, highest)
     "seed": (0, 2**32 - 1),
     "num_workers": (0, 256),
     "checkpoint_every_steps": (0, 10**9),
+    "accumulate": (1, 1_024),
 }
 """Ranges of the whole-number settings, the same for the command line, YAML and Python."""
 _REAL = {  # setting: (lowest, highest, lowest allowed?, highest allowed?)
@@ -92,12 +122,19 @@ _REAL = {  # setting: (lowest, highest, lowest allowed?, highest allowed?)
     "val_fraction": (0.0, 1.0, False, False),
     "test_fraction": (0.0, 1.0, True, False),
     "max_bad_fraction": (0.0, 1.0, True, True),
+    "random_erasing": (0.0, 1.0, True, True),
+    "mixup": (0.0, math.inf, True, False),
+    "cutmix": (0.0, math.inf, True, False),
+    "ema_decay": (0.0, 1.0, False, False),
+    "clip_grad": (0.0, math.inf, True, False),
 }
 """Ranges of the real-valued settings; every one must also be finite (no nan, no inf)."""
 RESUME_FREE = ("data", "out", "checkpoint_every_steps")
 """Settings that may change when a run is resumed without changing its result."""
 RESUME_INEXACT = ("num_workers", "accelerator", "precision")
 """Settings that may change on resume, with a warning that the result is no longer bit-exact."""
+AUTO = "auto"
+"""The value of ``lr`` (and ``hflip`` on the command line) that lets headstart decide."""
 _RENAMED = {"feature_cache": "cache"}
 """Old names of settings, still read from YAML files and checkpoints."""
 
@@ -109,7 +146,9 @@ class TrainConfig:
     ``lr`` is the head's learning rate; body stages that train get ``lr * backbone_lr_factor``,
     decayed by ``layer_decay`` per stage towards the input (discriminative learning rates).
     ``cache`` turns on the decoded-image cache and, for phases that train the head only, the
-    feature cache (the frozen body runs once per image).
+    feature cache (the frozen body runs once per image). ``lr`` may be ``"auto"`` (a learning-rate
+    sweep picks it) and ``hflip`` ``None`` (decided from the data); ``budget`` (``"90s"``,
+    ``"10m"``, ``"1h30m"``) lets the planner choose what the user did not set.
     """
 
     data: str = ""
@@ -121,7 +160,7 @@ class TrainConfig:
     head_epochs: int = 3
     image_size: int | None = None
     batch_size: int = 32
-    lr: float = 1e-3
+    lr: float | str = 1e-3
     backbone_lr_factor: float = 0.1
     layer_decay: float = 0.7
     optimizer: Optimizer = Optimizer.ADAMW
@@ -132,6 +171,18 @@ class TrainConfig:
     patience: int = 5
     monitor: str = "val_acc"
     augment: Augment = Augment.LIGHT
+    hflip: bool | None = True
+    random_erasing: float = 0.0
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    ema: bool = False
+    ema_decay: float = 0.999
+    schedule: Schedule = Schedule.COSINE
+    accumulate: int = 1
+    clip_grad: float = 0.0
+    class_weights: ClassWeights = ClassWeights.NONE
+    sampler: Sampler = Sampler.SHUFFLE
+    budget: str | None = None
     bn_stats: BnStats = BnStats.PRETRAINED
     val_fraction: float = 0.2
     test_fraction: float = 0.0
@@ -151,6 +202,9 @@ class TrainConfig:
             ("optimizer", Optimizer),
             ("augment", Augment),
             ("bn_stats", BnStats),
+            ("schedule", Schedule),
+            ("class_weights", ClassWeights),
+            ("sampler", Sampler),
         ):
             value = getattr(self, name)
             if not isinstance(value, enum):
@@ -164,6 +218,8 @@ class TrainConfig:
             )
         if self.val_fraction + self.test_fraction >= 1.0:
             raise ConfigError("--val-fraction plus --test-fraction must leave images to train on.")
+        if self.budget is not None:
+            parse_duration(self.budget)
         for name, choices in (
             ("accelerator", ACCELERATORS), ("precision", PRECISIONS), ("monitor", MONITORS),
         ):  # fmt: skip
@@ -203,6 +259,8 @@ def _check_types(config: TrainConfig) -> None:
         value, kind = getattr(config, f.name), _FIELD_TYPES[f.name]
         if isinstance(value, Enum) or (value is None and f.name in _OPTIONAL):
             continue
+        if f.name == "lr" and value == AUTO:
+            continue
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             object.__setattr__(config, f.name, float(value))
             continue
@@ -221,6 +279,8 @@ def _check_ranges(config: TrainConfig) -> None:
             )
     for name, (low, high, low_ok, high_ok) in _REAL.items():
         value = getattr(config, name)
+        if name == "lr" and value == AUTO:
+            continue
         inside = (low <= value if low_ok else low < value) and (
             value <= high if high_ok else value < high
         )
@@ -270,8 +330,8 @@ def build_config(
 
 
 _FIELD_TYPES: dict[str, type] = {f.name: type(f.default) for f in fields(TrainConfig)}
-_FIELD_TYPES.update(image_size=int, weights=str)
-_OPTIONAL = ("image_size", "weights")
+_FIELD_TYPES.update(image_size=int, weights=str, lr=float, hflip=bool, budget=str)
+_OPTIONAL = ("image_size", "weights", "hflip", "budget")
 _EXPECTED = {bool: "true or false", int: "a whole number", float: "a number"}
 
 
@@ -280,6 +340,10 @@ def _coerce(key: str, value: Any) -> Any:
     kind = _FIELD_TYPES[key]
     if value is None or isinstance(value, Enum) or kind is type(None):
         return value
+    if key == "lr" and isinstance(value, str) and value.strip().lower() == AUTO:
+        return AUTO
+    if key == "hflip" and isinstance(value, str) and value.strip().lower() == AUTO:
+        return None
     try:
         if isinstance(value, bool) and kind is not bool:
             raise ValueError  # YAML reads `epochs: yes` as True, which is not 1 epoch
@@ -297,6 +361,27 @@ def _coerce(key: str, value: Any) -> Any:
     except (TypeError, ValueError, OverflowError):
         expected = _EXPECTED.get(kind, "text")
         raise ConfigError(f"setting {key}: {value!r} is not {expected}.") from None
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration such as ``90s``, ``10m``, ``2h``, ``1h30m`` or a plain ``45``.
+
+    Raises:
+        ConfigError: ``text`` is not a duration, or it is not positive.
+    """
+    import re
+
+    spec = str(text).strip().lower()
+    parts = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?", spec)
+    if not spec or parts is None or not any(parts.groups()):
+        raise ConfigError(
+            f"--budget {text!r} is not a duration; write it like 90s, 10m, 2h or 1h30m."
+        )
+    hours, minutes, seconds = (float(v) if v else 0.0 for v in parts.groups())
+    total = hours * 3600 + minutes * 60 + seconds
+    if not math.isfinite(total) or total <= 0:
+        raise ConfigError(f"--budget {text!r} must be a positive duration, e.g. 90s or 10m.")
+    return total
 
 
 def current_name(key: str) -> str:

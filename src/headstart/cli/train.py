@@ -8,7 +8,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from headstart.config import Augment, BnStats, Optimizer, Strategy, TrainConfig
+from headstart.config import (
+    Augment,
+    BnStats,
+    ClassWeights,
+    Optimizer,
+    Sampler,
+    Schedule,
+    Strategy,
+    TrainConfig,
+)
 from headstart.training.callbacks import BatchEnd, Callback
 
 if TYPE_CHECKING:
@@ -46,7 +55,12 @@ def train(
         int | None, typer.Option(help="Input size in pixels (default: the model's own).")
     ] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b")] = _D.batch_size,
-    lr: Annotated[float, typer.Option(help="Learning rate of the head.")] = _D.lr,
+    lr: Annotated[
+        str,
+        typer.Option(
+            help="Learning rate of the head, or auto (a learning-rate sweep on your data picks it)."
+        ),
+    ] = str(_D.lr),
     backbone_lr_factor: Annotated[
         float, typer.Option(help="Body learning rate = lr x this factor.")
     ] = _D.backbone_lr_factor,
@@ -58,7 +72,55 @@ def train(
         int, typer.Option(help="Early stopping: epochs without improvement (0: off).")
     ] = _D.patience,
     monitor: Annotated[str, typer.Option(help="val_acc, val_f1 or val_loss.")] = _D.monitor,
-    augment: Annotated[Augment, typer.Option()] = _D.augment,
+    augment: Annotated[
+        Augment, typer.Option(help="Training augmentation preset (applied to the decoded images).")
+    ] = _D.augment,
+    hflip: Annotated[
+        bool | None,
+        typer.Option(
+            "--hflip/--no-hflip",
+            help="Random horizontal flips (wrong for text, digits, some medical images) "
+            "[default: on].",
+            show_default=False,
+        ),
+    ] = _D.hflip,
+    random_erasing: Annotated[
+        float, typer.Option(help="Probability of erasing a random rectangle of a training image.")
+    ] = _D.random_erasing,
+    mixup: Annotated[float, typer.Option(help="MixUp alpha (0: off).")] = _D.mixup,
+    cutmix: Annotated[float, typer.Option(help="CutMix alpha (0: off).")] = _D.cutmix,
+    ema: Annotated[
+        bool,
+        typer.Option(
+            "--ema/--no-ema",
+            help="Also keep an exponential moving average of the weights; it is validated every "
+            "epoch and saved when it wins.",
+        ),
+    ] = _D.ema,
+    ema_decay: Annotated[float, typer.Option(help="Decay of --ema per step.")] = _D.ema_decay,
+    schedule: Annotated[
+        Schedule, typer.Option(help="Learning-rate schedule of each phase, after the warm-up.")
+    ] = _D.schedule,
+    accumulate: Annotated[
+        int, typer.Option(help="Accumulate gradients over this many batches per step.")
+    ] = _D.accumulate,
+    clip_grad: Annotated[
+        float, typer.Option(help="Clip the gradient norm to this value (0: off).")
+    ] = _D.clip_grad,
+    class_weights: Annotated[
+        ClassWeights, typer.Option(help="balanced: weigh the loss by inverse class counts.")
+    ] = _D.class_weights,
+    sampler: Annotated[
+        Sampler, typer.Option(help="balanced: draw training batches with classes equally often.")
+    ] = _D.sampler,
+    budget: Annotated[
+        str | None,
+        typer.Option(
+            help="Time for the whole command, e.g. 90s, 10m, 2h: headstart plans image size, "
+            "strategy, epochs and batch size to fit it (your explicit settings win).",
+            show_default=False,
+        ),
+    ] = None,
     bn_stats: Annotated[
         BnStats,
         typer.Option(

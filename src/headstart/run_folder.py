@@ -6,6 +6,7 @@ A run folder holds::
     splits.json          the exact train / val / test files
     data_report.json     the data audit (and files that broke during the run)
     metrics.csv          one row per epoch (HISTORY_COLUMNS)
+    lr.csv               the learning rates as they ran, per step (LR_COLUMNS)
     checkpoints/         last.pt (+ last.prev.pt) and best.pt, for exact resume
     model/               the trained model (see headstart.artifact)
     report/              the evaluation report; eval/ holds later `headstart evaluate` reports
@@ -37,7 +38,7 @@ from headstart.files import (
     sweep_temporaries,
 )
 
-__all__ = ["HISTORY_COLUMNS", "RUN_KIND", "RunFolder"]
+__all__ = ["HISTORY_COLUMNS", "LR_COLUMNS", "RUN_KIND", "RunFolder"]
 
 HISTORY_COLUMNS = (
     "epoch",
@@ -56,10 +57,15 @@ HISTORY_COLUMNS = (
 
 RUN_KIND = "run"
 """The kind of the marker a run folder carries."""
+LR_COLUMNS = ("step", "epoch", "phase", "head_lr", "body_lr")
+"""Columns of lr.csv: the global step (from 1), the epoch and phase it belongs to, the head's and
+the last body stage's learning rate at that step (``body_lr`` empty while the body is frozen)."""
+
 _CONFIG = "config.yaml"
 _SPLITS = "splits.json"
 _DATA_REPORT = "data_report.json"
 _METRICS = "metrics.csv"
+_LR = "lr.csv"
 _CHECKPOINTS = "checkpoints"
 _MODEL = "model"
 
@@ -248,20 +254,19 @@ class RunFolder:
 
     def write_history(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Rewrite the whole metrics.csv from the epoch rows."""
-        buffer = io.StringIO()
-        writer = csv.DictWriter(
-            buffer, fieldnames=HISTORY_COLUMNS, extrasaction="ignore", lineterminator="\n"
-        )
-        writer.writeheader()
-        writer.writerows(rows)
-        atomic_write(self.metrics_file, buffer.getvalue())
+        atomic_write(self.metrics_file, _csv_text(HISTORY_COLUMNS, rows))
 
     def read_history(self) -> list[dict[str, str]]:
         """The rows of metrics.csv as dicts of strings (empty when the file is missing)."""
-        if not self.metrics_file.is_file():
-            return []
-        with self.metrics_file.open(newline="", encoding="utf-8") as handle:
-            return list(csv.DictReader(handle))
+        return _read_csv(self.metrics_file)
+
+    def write_lr_trace(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Rewrite lr.csv: the learning rates of every step so far (``LR_COLUMNS``)."""
+        atomic_write(self.path / _LR, _csv_text(LR_COLUMNS, rows))
+
+    def read_lr_trace(self) -> list[dict[str, str]]:
+        """The rows of lr.csv as dicts of strings (empty when the file is missing)."""
+        return _read_csv(self.path / _LR)
 
     # ------------------------------------------------------------------------- checkpoints
 
@@ -273,3 +278,18 @@ class RunFolder:
         """Remove the temporary files a killed process left in the folder and checkpoints/."""
         for folder in (self.path, self.checkpoints):
             sweep_temporaries(folder)
+
+
+def _csv_text(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        return []
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))

@@ -8,6 +8,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from headstart import started as _started  # noqa: F401 - notes the time of the first import
+
 __version__ = "0.1.0"
 
 __all__ = [

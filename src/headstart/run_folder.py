@@ -11,6 +11,7 @@ A run folder holds::
     model/               the trained model (see headstart.artifact)
     report/              the evaluation report; eval/ holds later `headstart evaluate` reports
     tensorboard/         TensorBoard events, with --tensorboard
+    lr_find.png          the learning-rate sweep, with --lr auto
 
 No other module spells these names. Every file is written atomically (``files.atomic_write``), and
 the folder is marked (``files.mark_folder``) so that no walk of a data folder takes it in as images.
@@ -201,6 +202,11 @@ class RunFolder:
     @property
     def tensorboard_dir(self) -> Path:
         return self.path / "tensorboard"
+
+    @property
+    def lr_find_plot(self) -> Path:
+        """The learning-rate sweep's curve, for ``--lr auto``."""
+        return self.path / "lr_find.png"
 
     # ------------------------------------------------------------------------- settings
 

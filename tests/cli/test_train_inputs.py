@@ -126,10 +126,11 @@ def test_divergence_from_the_first_step_is_one_line(tmp_path: Path, data: Path) 
 def test_a_warning_note_prints_once() -> None:
     from headstart.cli.console import warnings_as_lines
     from headstart.cli.train import _Progress
-    from headstart.pipeline import NOTE_FLAG, _Notes
+    from headstart.pipeline import NOTE_FLAG
+    from headstart.pipeline.notes import Notes
     from headstart.training.callbacks import CallbackList
 
-    notes = _Notes(CallbackList([_Progress(1)]))
+    notes = Notes(CallbackList([_Progress(1)]))
     buffer = io.StringIO()
     with redirect_stderr(buffer), warnings_as_lines(NOTE_FLAG):
         notes.add("4 image(s) broke during training", level=logging.WARNING)

@@ -1,4 +1,5 @@
-"""Decoded-image cache: eval output equals the PIL path, keys, reuse, budget, augmentation."""
+"""Decoded-image cache: eval output equals the PIL path, keys, reuse, budget, augmentation
+(every preset, flips and random erasing on the cached uint8 squares)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from headstart.data.cache_store import enforce_budget, file_signature
 from headstart.data.datasets import ImageDataset
 from headstart.data.folders import Sample
 from headstart.data.image_cache import CachedImageDataset, build_decoded_cache
-from headstart.data.transforms import build_eval_transform
+from headstart.data.transforms import AUGMENT_PRESETS, build_eval_transform, build_train_transform
 from headstart.preprocessing import PreprocessSpec
 from tests.conftest import write_image
 
@@ -58,6 +59,58 @@ def test_augmented_views_have_the_input_size(samples: list[Sample], tmp_path: Pa
     )
     image, label = ds[1]
     assert image.shape == (3, 24, 24) and image.dtype == torch.float32 and label == 1
+
+
+def _value_range(pre: PreprocessSpec) -> tuple[torch.Tensor, torch.Tensor]:
+    low = [(0 - m) / s for m, s in zip(pre.mean, pre.std)]
+    high = [(1 - m) / s for m, s in zip(pre.mean, pre.std)]
+    return torch.tensor(low)[:, None, None] - 1e-5, torch.tensor(high)[:, None, None] + 1e-5
+
+
+@pytest.mark.parametrize("preset", AUGMENT_PRESETS)
+@pytest.mark.parametrize("interpolation", ["bilinear", "bicubic"])
+def test_cached_and_pil_paths_agree_in_shape_and_range(
+    samples: list[Sample], tmp_path: Path, preset: str, interpolation: str
+) -> None:
+    pre = PreprocessSpec(input_size=24, crop_pct=0.8, interpolation=interpolation)
+    options = {"hflip": False, "random_erasing": 0.5}
+    cache = build_decoded_cache(samples, pre, root=tmp_path / "c")
+    cached = CachedImageDataset(samples, pre, preset, cache, **options)
+    plain = ImageDataset(samples, build_train_transform(pre, preset, **options))
+    low, high = _value_range(pre)
+    torch.manual_seed(0)
+    for i in range(len(samples)):
+        for (a, la), (b, lb) in [(cached[i], plain[i]) for _ in range(5)]:
+            assert la == lb and a.shape == b.shape == (3, 24, 24)
+            assert a.dtype == b.dtype == torch.float32
+            assert ((low <= a) & (a <= high)).all() and ((low <= b) & (b <= high)).all()
+
+
+def test_cached_flip_and_erasing_settings_take_effect(tmp_path: Path) -> None:
+    from PIL import Image
+
+    row = np.linspace(255, 0, 40).round().astype(np.uint8)  # bright left, dark right
+    Image.fromarray(np.repeat(np.tile(row, (40, 1))[:, :, None], 3, axis=2)).save(
+        tmp_path / "g.png"
+    )
+    items = [Sample(str(tmp_path / "g.png"), 0)]
+    cache = build_decoded_cache(items, PRE, root=tmp_path / "c")
+
+    def draws(augment: str | None, **options: object) -> list[torch.Tensor]:
+        ds = CachedImageDataset(items, PRE, augment, cache, **options)  # type: ignore[arg-type]
+        return [ds[0][0] for _ in range(60)]
+
+    def mirrored(out: torch.Tensor) -> bool:
+        return bool(out[:, :, :6].mean() < out[:, :, -6:].mean())
+
+    torch.manual_seed(0)
+    assert not any(mirrored(out) for out in draws("standard", hflip=False))
+    assert any(mirrored(out) for out in draws("standard", hflip=None))
+    erased = [(out == 0).all(dim=0).sum() for out in draws("light", random_erasing=1.0)]
+    assert min(erased) >= 6  # every draw erases a rectangle to 0 (the mean colour)
+    assert max((out == 0).all(dim=0).sum() for out in draws("none", random_erasing=1.0)) >= 6
+    evaluation = ImageDataset(items, build_eval_transform(PRE))[0][0]
+    assert all(torch.equal(out, evaluation) for out in draws(None, random_erasing=1.0))
 
 
 def test_broken_file_is_substituted(samples: list[Sample], tmp_path: Path) -> None:

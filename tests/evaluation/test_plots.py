@@ -109,3 +109,40 @@ def test_pictures_are_written_atomically(tmp_path: Path) -> None:
     assert list(path.parent.iterdir()) == [path]  # no temporary file left beside it
     assert path.stat().st_mode & 0o777 == FILE_MODE
     _assert_png(path)
+
+
+def _trace() -> list[dict[str, str]]:
+    """lr.csv rows: 4 head steps (warm-up, cosine; body frozen), then 6 full steps."""
+    head = [1e-3 / 3, 2e-3 / 3, 1e-3, 5e-4]
+    full = [1e-4 / 3, 2e-4 / 3, 1e-4, 7.5e-5, 2.5e-5, 1e-6]
+    rows = [{"step": str(i + 1), "epoch": "1", "phase": "head", "head_lr": str(v),
+             "body_lr": ""} for i, v in enumerate(head)]  # fmt: skip
+    rows += [{"step": str(i + 5), "epoch": str(2 + i // 3), "phase": "full", "head_lr": str(v),
+              "body_lr": str(v * 0.1)} for i, v in enumerate(full)]  # fmt: skip
+    return rows
+
+
+def test_lr_series_is_the_trace_per_step_for_head_and_body() -> None:
+    history = _history(["head", "full", "full"])
+    series = plots.lr_series(history, _trace())
+    assert series.unit == "step" and series.x.tolist() == list(range(1, 11))
+    assert series.lines["head"].tolist() == pytest.approx([float(r["head_lr"]) for r in _trace()])
+    body = series.lines["body, last stage"]
+    assert np.isnan(body[:4]).all()  # frozen body: no line there
+    assert body[4:].tolist() == pytest.approx([float(r["body_lr"]) for r in _trace()[4:]])
+    assert series.boundaries == [(4.5, "full")]
+    old = plots.lr_series(history)  # without a trace: each epoch's first-step rate
+    assert old.unit == "epoch" and old.lines["head"].tolist() == [1e-3, 1e-4, 1e-4]
+
+
+def test_curves_draw_the_learning_rate_from_the_trace(tmp_path: Path, monkeypatch) -> None:
+    history = _history(["head", "full", "full"])
+    drawn = []
+    real = plots._plot_lr
+    monkeypatch.setattr(plots, "_plot_lr", lambda ax, series: (drawn.append(series),
+                                                               real(ax, series)))  # fmt: skip
+    with_trace = _assert_png(plots.plot_curves(history, tmp_path / "a.png", lr_trace=_trace()))
+    without = _assert_png(plots.plot_curves(history, tmp_path / "b.png"))
+    assert [s.unit for s in drawn] == ["step", "epoch"]
+    assert len(drawn[0].x) == 10 and set(drawn[0].lines) == {"head", "body, last stage"}
+    assert with_trace.shape != without.shape or not np.array_equal(with_trace, without)

@@ -211,3 +211,23 @@ def test_report_renders_in_headless_chromium(hundred_class_report: Path, tmp_pat
     assert f'data-image-count="{images}"' in done.stdout
     assert 'data-images-loaded="true"' in done.stdout
     assert "class_042" in done.stdout
+
+
+def test_the_report_draws_the_learning_rate_trace(tmp_path: Path, monkeypatch) -> None:
+    from headstart.evaluation import plots
+
+    seen = {}
+    real = plots.plot_curves
+
+    def spy(history, path, *, lr_trace=()):
+        seen["lr_trace"] = list(lr_trace)
+        return real(history, path, lr_trace=lr_trace)
+
+    monkeypatch.setattr(plots, "plot_curves", spy)
+    trace = [{"step": str(s), "epoch": "1", "phase": "head", "head_lr": str(1e-3 / s),
+              "body_lr": ""} for s in range(1, 5)]  # fmt: skip
+    logits = np.array([[2.0, 0.0], [0.0, 1.0]])
+    history = list(csv.DictReader(io.StringIO(HISTORY)))
+    paths = write_report(tmp_path / "out", _result(logits, [0, 1], ["cat", "dog"], []),
+                         ["cat", "dog"], history=history, lr_trace=trace)  # fmt: skip
+    assert seen["lr_trace"] == trace and paths.images["curves"].is_file()

@@ -76,6 +76,7 @@ def run_engine(
     callbacks=None,
     resume: bool = False,
     run_config=None,
+    sampler: str = "shuffle",
     **settings,
 ):
     """Train with the engine on image batches of two tensor datasets; returns the TrainResult."""
@@ -93,7 +94,7 @@ def run_engine(
         lr=lr,
     )  # fmt: skip
     batches = ImageBatches.create(
-        fabric, train_ds, val_ds, batch_size=batch_size, num_workers=0, seed=0
+        fabric, train_ds, val_ds, batch_size=batch_size, num_workers=0, seed=0, sampler=sampler
     )
     config = run_config or {"strategy": strategy, "lr": lr, "epochs": epochs}
     return train_phases(

@@ -89,16 +89,61 @@ def test_scheduler_caps_warmup_and_rejects_zero_steps():
         build_scheduler(opt, total_steps=0, warmup_steps=0)
 
 
-def test_scheduler_state_dict_round_trip_weights_only():
+def _curve(schedule, total=30, warmup=3):
+    opt = build_optimizer(make_groups(), "sgd", lr=1.0, momentum=0.0, weight_decay=0.0)
+    sched = build_scheduler(opt, total_steps=total, warmup_steps=warmup, schedule=schedule)
+    return lrs(sched, total)
+
+
+def test_every_schedule_starts_with_the_same_linear_warmup():
+    for schedule in ("cosine", "step", "constant"):
+        assert _curve(schedule)[:3] == pytest.approx([0.25, 0.5, 0.75]), schedule
+
+
+def test_cosine_is_the_default_schedule():
+    opt = build_optimizer(make_groups(), "sgd", lr=1.0, momentum=0.0, weight_decay=0.0)
+    assert lrs(build_scheduler(opt, total_steps=30, warmup_steps=3), 30) == _curve("cosine")
+
+
+def test_constant_schedule_holds_the_lr_after_warmup():
+    assert _curve("constant")[3:] == [1.0] * 27
+
+
+def test_step_schedule_drops_tenfold_after_each_third():
+    values = _curve("step", total=33, warmup=3)  # 30 steps after the warm-up: thirds of 10
+    assert values[3:13] == [1.0] * 10
+    assert values[13:23] == pytest.approx([0.1] * 10)
+    assert values[23:] == pytest.approx([0.01] * 10)
+
+
+def test_onecycle_rises_from_a_25th_then_anneals_to_almost_nothing():
+    values = _curve("onecycle", total=100, warmup=3)  # one-cycle's own rise: 30% of the steps
+    peak = values.index(max(values))
+    assert values[0] == pytest.approx(1 / 25) and peak == 30 and values[peak] == pytest.approx(1.0)
+    assert all(a < b for a, b in zip(values[:peak], values[1 : peak + 1]))  # rising
+    assert all(a >= b for a, b in zip(values[peak:], values[peak + 1 :]))  # then falling
+    assert values[-1] == pytest.approx(1 / 25 / 1e4)
+    longer = _curve("onecycle", total=100, warmup=45)  # a longer warm-up is the rise
+    assert longer.index(max(longer)) == 45
+
+
+def test_unknown_schedule_is_refused():
+    opt = build_optimizer(make_groups(), "sgd", lr=1.0, momentum=0.0, weight_decay=0.0)
+    with pytest.raises(ConfigError, match="use one of cosine, onecycle, step, constant"):
+        build_scheduler(opt, total_steps=10, warmup_steps=0, schedule="linear")
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "onecycle", "step", "constant"])
+def test_every_schedule_round_trips_through_a_weights_only_checkpoint(schedule):
     opt = build_optimizer(make_groups(), "adamw", lr=1.0, momentum=0.0, weight_decay=0.0)
-    sched = build_scheduler(opt, total_steps=20, warmup_steps=4)
+    sched = build_scheduler(opt, total_steps=20, warmup_steps=4, schedule=schedule)
     lrs(sched, 7)
     buffer = io.BytesIO()
     torch.save({"opt": opt.state_dict(), "sched": sched.state_dict()}, buffer)
     buffer.seek(0)
     state = torch.load(buffer, weights_only=True)
     opt2 = build_optimizer(make_groups(), "adamw", lr=1.0, momentum=0.0, weight_decay=0.0)
-    sched2 = build_scheduler(opt2, total_steps=20, warmup_steps=4)
+    sched2 = build_scheduler(opt2, total_steps=20, warmup_steps=4, schedule=schedule)
     opt2.load_state_dict(state["opt"])
     sched2.load_state_dict(state["sched"])
-    assert lrs(sched2, 13) == pytest.approx(lrs(sched, 13))
+    assert lrs(sched2, 13) == lrs(sched, 13)

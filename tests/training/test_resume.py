@@ -29,6 +29,10 @@ class Augmented(Dataset):
     def __len__(self) -> int:
         return len(self.base)
 
+    @property
+    def targets(self) -> torch.Tensor:
+        return self.base.tensors[1]
+
     def __getitem__(self, index: int):
         image, label = self.base[index]
         if torch.rand(()) < 0.5:
@@ -207,3 +211,50 @@ def test_second_ctrl_c_quits_at_once(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         train(config("feature-extract"), tmp_path, on_batch=send)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+RECIPE = {  # every recipe setting of the engine on at once
+    "ema": True, "ema_decay": 0.9, "mixup": 0.4, "cutmix": 1.0, "accumulate": 2,
+    "clip_grad": 1.0, "class_weights": "balanced",
+}  # fmt: skip
+
+
+def train_recipe(run_dir, *, every=0, crash_at=None, resume=False):
+    from headstart.config import Schedule
+    from headstart.training.phase import OptimSettings
+
+    cfg = config("two-phase", ema=True, mixup=0.4, cutmix=1.0, accumulate=2, clip_grad=1.0,
+                 class_weights="balanced", sampler="balanced", schedule="onecycle")  # fmt: skip
+    return run_engine(
+        run_dir, tiny_model(), Augmented(32), bright_dark(8, seed=1), strategy="two-phase",
+        epochs=3, head_epochs=1, lr=0.01, batch_size=8, callbacks=Steps(crash_at),
+        resume=resume, run_config=cfg.to_dict(), checkpoint_every_steps=every,
+        sampler="balanced", optim=OptimSettings(warmup_epochs=0.5, schedule=Schedule.ONECYCLE),
+        **RECIPE,
+    )  # fmt: skip
+
+
+def test_resume_with_the_whole_recipe_is_bitwise_identical(tmp_path):
+    """EMA, mixing, accumulation, clipping, class weights, balanced draws, one-cycle: a run
+    killed mid-epoch in the full phase and resumed ends where an uninterrupted run ends."""
+    from headstart.run_folder import RunFolder
+
+    reference_dir, crashed_dir = tmp_path / "reference", tmp_path / "crashed"
+    result = train_recipe(reference_dir)
+    expected_last = load_checkpoint(reference_dir / "checkpoints" / "last.pt")
+    with pytest.raises(Crash):  # 2 optimizer steps per epoch: step 4 is epoch 2's second
+        train_recipe(crashed_dir, every=1, crash_at=4)
+    state = load_checkpoint(crashed_dir / "checkpoints" / "last.pt")
+    assert (state["epoch"], state["within_epoch"]["batches"], state["within_epoch"]["steps"]) == (
+        1, 2, 1)  # fmt: skip
+    assert state["ema"]["steps"] == 1  # the full phase's average, one step in
+    torch.manual_seed(1234)
+    resumed = train_recipe(crashed_dir, every=1, resume=True)
+    assert_same_run(resumed, crashed_dir, (result.model.state_dict(), expected_last["model"],
+                                           result.history))  # fmt: skip
+    got_last = load_checkpoint(crashed_dir / "checkpoints" / "last.pt")
+    for name, tensor in expected_last["ema"]["weights"].items():
+        assert torch.equal(got_last["ema"]["weights"][name], tensor), name
+    assert resumed.ema_used == result.ema_used
+    assert RunFolder(crashed_dir).read_lr_trace() == RunFolder(reference_dir).read_lr_trace()
+    assert len(RunFolder(crashed_dir).read_lr_trace()) == 3 * 2

@@ -43,7 +43,11 @@ def demo(
     }
     cfg, origin = build_config(cli_values=values)
     origin["out"] = "default" if out == "runs/demo" else "cli"
-    result = run_with_progress(cfg, lambda callbacks: train_run(cfg, origin, callbacks=callbacks))
+    from headstart.started import AT
+
+    result = run_with_progress(
+        cfg, lambda callbacks: train_run(cfg, origin, callbacks=callbacks, started=AT)
+    )
     print_summary(result)
     console.print(
         f"next: headstart evaluate {result.run_dir} {data}/test   |   "

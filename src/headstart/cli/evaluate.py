@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from headstart.cli.options import BatchSize, Json, ModelRef
+from headstart.cli.predict import Tta, TtaMode
 
 if TYPE_CHECKING:
     from headstart.data.folders import Sample
@@ -42,11 +43,12 @@ def evaluate(
         ),
     ] = True,
     batch_size: BatchSize = 64,
+    tta: Tta = TtaMode.NONE,
     as_json: Json = False,
 ) -> None:
     """Evaluate a trained model on labelled images; write metrics.json and the report.
 
-    Example: headstart evaluate runs/run photos/test
+    Example: headstart evaluate runs/run photos/test --tta flip
     """
     from headstart.cli.console import out as console
     from headstart.data.folders import load_eval_samples
@@ -62,12 +64,12 @@ def evaluate(
     samples = _held_out_samples(run, data) or load_eval_samples(data, loaded.classes)
 
     with keep_freed_memory():  # no page faults for every batch's activations
-        result = evaluate_samples(loaded, samples, batch_size=batch_size)
+        result = evaluate_samples(loaded, samples, batch_size=batch_size, tta=tta.value)
     for item in result.metrics.get("skipped", []):
         from headstart.cli.console import err
 
         err.print(f"skipped unreadable image {item['path']}: {item['reason']}", markup=False)
-    extra = {"model": str(ref), "data": str(data)}
+    extra = {"model": str(ref), "data": str(data), "tta": tta.value}
     path = _write_outputs(out, result, loaded.classes, run, extra, report=report)
     if as_json:
         import json

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from headstart.cli import check, demo, evaluate, export, models, predict, serve, train
+from headstart.cli import check, demo, evaluate, export, lr_find, models, predict, serve, train
 
 __all__ = ["app", "main"]
 
@@ -19,6 +19,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command("train", no_args_is_help=True)(train.train)
+app.command("lr-find", no_args_is_help=True)(lr_find.lr_find)
 app.command("evaluate", no_args_is_help=True)(evaluate.evaluate)
 app.command("predict", no_args_is_help=True)(predict.predict)
 app.command("export", no_args_is_help=True)(export.export)

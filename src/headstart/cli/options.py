@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -15,3 +16,10 @@ ModelRef = Annotated[
 ]
 BatchSize = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per batch.")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+ZooModel = Annotated[str, typer.Option("--model", "-m", help="Zoo model name.")]
+WeightsFile = Annotated[
+    Path | None, typer.Option(help="Local weight file (.safetensors or .pth) for the model.")
+]
+UnfreezeStages = Annotated[
+    int, typer.Option(help="With --strategy partial: how many last stages train.")
+]

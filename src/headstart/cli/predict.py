@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -13,6 +14,24 @@ if TYPE_CHECKING:
     from headstart.inference.predict import Prediction
 
 
+class TtaMode(str, Enum):
+    """``--tta``: the views whose probabilities are averaged (``inference.predict.TTA_MODES``)."""
+
+    NONE = "none"
+    FLIP = "flip"
+    CROPS = "crops"
+
+
+Tta = Annotated[
+    TtaMode,
+    typer.Option(
+        "--tta",
+        help="Test-time augmentation: average the probabilities of each image and its mirror "
+        "(flip, 2x the time) or of five crops, centre and corners (crops, 5x).",
+    ),
+]
+
+
 def predict(
     ref: ModelRef,
     paths: Annotated[
@@ -20,11 +39,12 @@ def predict(
     ],
     topk: Annotated[int, typer.Option("--topk", "-k", min=1, help="Labels per image.")] = 3,
     batch_size: BatchSize = 32,
+    tta: Tta = TtaMode.NONE,
     as_json: Json = False,
 ) -> None:
     """Predict the labels of images with a trained run or a pretrained zoo model.
 
-    Example: headstart predict runs/run new_photos/ --topk 2
+    Example: headstart predict runs/run new_photos/ --topk 2 --tta flip
     """
     from headstart.data.folders import list_images
     from headstart.inference.load import load_model
@@ -34,7 +54,7 @@ def predict(
     files = list_images(paths)
     loaded = load_model(ref)
     with keep_freed_memory():  # no page faults for every batch's activations
-        predictions = predict_files(loaded, files, topk=topk, batch_size=batch_size)
+        predictions = predict_files(loaded, files, topk=topk, batch_size=batch_size, tta=tta.value)
     if all(p.error is not None for p in predictions):
         from headstart.errors import DataError
 

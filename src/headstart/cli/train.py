@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from headstart.cli.options import UnfreezeStages, WeightsFile, ZooModel
 from headstart.config import (
     Augment,
     BnStats,
@@ -39,14 +40,10 @@ def train(
             show_default=False,
         ),
     ] = None,
-    model: Annotated[str, typer.Option("--model", "-m", help="Zoo model name.")] = _D.model,
-    weights: Annotated[
-        Path | None, typer.Option(help="Local weight file (.safetensors or .pth) for the model.")
-    ] = None,
+    model: ZooModel = _D.model,
+    weights: WeightsFile = None,
     strategy: Annotated[Strategy, typer.Option("--strategy", "-s")] = _D.strategy,
-    unfreeze_stages: Annotated[
-        int, typer.Option(help="With --strategy partial: how many last stages train.")
-    ] = _D.unfreeze_stages,
+    unfreeze_stages: UnfreezeStages = _D.unfreeze_stages,
     epochs: Annotated[int, typer.Option("--epochs", "-e")] = _D.epochs,
     head_epochs: Annotated[
         int, typer.Option(help="With two-phase: epochs that train the head only.")
@@ -201,7 +198,11 @@ def train(
         cfg, origin = build_config(cli_values=given)
     if not cfg.data:
         raise ConfigError("missing DATA: give an image folder (or `data:` in --config FILE).")
-    result = run_with_progress(cfg, lambda callbacks: train_run(cfg, origin, callbacks=callbacks))
+    from headstart.started import AT
+
+    result = run_with_progress(
+        cfg, lambda callbacks: train_run(cfg, origin, callbacks=callbacks, started=AT)
+    )
     print_summary(result)
 
 

@@ -39,7 +39,7 @@ from headstart.data.cache_store import (
 )
 from headstart.data.folders import Sample
 from headstart.data.images import DEFAULT_MAX_PIXELS, decode_image
-from headstart.data.transforms import build_train_transform
+from headstart.data.transforms import build_random_erasing, build_train_transform
 from headstart.data.written import mark_cache_root
 from headstart.errors import DataError
 from headstart.files import cache_dir
@@ -156,15 +156,19 @@ def build_decoded_cache(
 class CachedImageDataset(Dataset):
     """Yields ``(tensor, label)`` like ``ImageDataset``, from a :class:`DecodedImageCache`.
 
-    Without augmentation (``augment`` is ``None`` or ``"none"``) the output equals
-    ``build_eval_transform(pre)`` on the decoded image. Otherwise the training transform of the
-    preset runs on the cached uint8 square (random resized crop, flip, ...).
+    With ``augment=None`` (validation) the output equals ``build_eval_transform(pre)`` on the
+    decoded image; ``"none"`` is the same plus random erasing when asked for. Otherwise the
+    training transform of the preset (``build_train_transform``) runs on the cached uint8 square
+    (random resized crop, flip, ...), which is converted to float only to be normalised.
 
     Args:
         samples: The images and labels, in the order the cache was built with.
         pre: The model's preprocessing spec (input size, mean, std).
         augment: Augmentation preset, or ``None`` for the eval transform.
         cache: The cache of ``samples``; built (or opened) with default settings if omitted.
+        hflip: Random horizontal flips (``None`` means ``True``); training presets only.
+        random_erasing: Probability of erasing a rectangle after normalisation; ignored when
+            ``augment`` is ``None``.
 
     Attributes:
         failures: Path -> reason for images that could not be decoded (they are substituted by the
@@ -177,6 +181,9 @@ class CachedImageDataset(Dataset):
         pre: PreprocessSpec,
         augment: str | Enum | None = None,
         cache: DecodedImageCache | None = None,
+        *,
+        hflip: bool | None = True,
+        random_erasing: float = 0.0,
     ) -> None:
         self.samples = list(samples)
         self.pre = pre
@@ -187,10 +194,14 @@ class CachedImageDataset(Dataset):
                 "samples were given; build the cache from the same samples."
             )
         name = None if augment is None else str(getattr(augment, "value", augment))
-        self.augment = None if name in (None, "none") else build_train_transform(pre, name)
-        self.normalize = v2.Compose(
-            [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(pre.mean), list(pre.std))]
+        self.augment = (
+            None
+            if name in (None, "none")
+            else build_train_transform(pre, name, hflip=hflip, random_erasing=random_erasing)
         )
+        steps = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(pre.mean), list(pre.std))]
+        erase = build_random_erasing(random_erasing) if name == "none" else None
+        self.normalize = v2.Compose(steps + ([] if erase is None else [erase]))
         self.failures = dict(self.cache.failures)
         self._bad = {i for i, s in enumerate(self.samples) if s.path in self.failures}
         if len(self._bad) == len(self.samples) and self.samples:

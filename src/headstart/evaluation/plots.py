@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_LABELLED_CLASSES",
+    "LrSeries",
+    "lr_series",
     "phase_boundaries",
     "plot_confusion_matrix",
     "plot_curves",
@@ -152,32 +155,105 @@ def plot_top_confusions(pairs: Sequence[tuple[str, str, int]], path: str | Path)
     return _save(fig, path)
 
 
-def _column(rows: Sequence[Mapping[str, str | float]], key: str) -> np.ndarray:
+def _column(rows: Sequence[Mapping[str, str | float | None]], key: str) -> np.ndarray:
     out = []
     for row in rows:
         try:
-            out.append(float(row.get(key, "nan")))
+            out.append(float(row.get(key, "nan")))  # type: ignore[arg-type]
         except (TypeError, ValueError):
             out.append(math.nan)
     return np.asarray(out, dtype=np.float64)
 
 
-def phase_boundaries(rows: Sequence[Mapping[str, str | float]]) -> list[tuple[float, str]]:
-    """Return ``(epoch where a phase starts, phase name)`` for each phase after the first."""
-    epochs = _column(rows, "epoch")
+def phase_boundaries(
+    rows: Sequence[Mapping[str, str | float | None]], key: str = "epoch"
+) -> list[tuple[float, str]]:
+    """Return ``(x where a phase starts, phase name)`` for each phase after the first.
+
+    ``x`` is half a unit before the first row of the phase, on the ``key`` column (``epoch`` of
+    metrics.csv rows, ``step`` of lr.csv rows).
+    """
+    xs = _column(rows, key)
     found = []
     for i in range(1, len(rows)):
         if rows[i].get("phase") != rows[i - 1].get("phase"):
-            found.append((float(epochs[i]) - 0.5, str(rows[i].get("phase"))))
+            found.append((float(xs[i]) - 0.5, str(rows[i].get("phase"))))
     return found
 
 
-def plot_curves(history_rows: Sequence[Mapping[str, str | float]], path: str | Path) -> Path:
-    """Draw loss, accuracy and learning rate per epoch, with dashed lines where a phase starts.
+@dataclass(frozen=True)
+class LrSeries:
+    """The learning-rate curve of a run, as the curves picture draws it.
+
+    Attributes:
+        x: Steps (from lr.csv) or, without a trace, epochs.
+        lines: Label -> rates at ``x`` (NaN where a group did not train).
+        unit: ``step`` or ``epoch``.
+        boundaries: ``(x, phase)`` where each phase after the first starts.
+    """
+
+    x: np.ndarray
+    lines: dict[str, np.ndarray]
+    unit: str
+    boundaries: list[tuple[float, str]]
+
+
+def lr_series(
+    history_rows: Sequence[Mapping[str, str | float]],
+    lr_trace: Sequence[Mapping[str, str | float | None]] = (),
+) -> LrSeries:
+    """The rates as they ran per step (lr.csv rows: head and last body stage) when a trace is
+    given; otherwise the head's rate at each epoch's first step (metrics.csv's ``lr``)."""
+    if not lr_trace:
+        lines = {"head": _column(history_rows, "lr")}
+        return LrSeries(_column(history_rows, "epoch"), lines, "epoch",
+                        phase_boundaries(history_rows))  # fmt: skip
+    lines = {"head": _column(lr_trace, "head_lr")}
+    body = _column(lr_trace, "body_lr")
+    if np.isfinite(body).any():
+        lines["body, last stage"] = body
+    return LrSeries(_column(lr_trace, "step"), lines, "step", phase_boundaries(lr_trace, "step"))
+
+
+def _mark_phases(ax: Axes, boundaries: Sequence[tuple[float, str]]) -> None:
+    for x, phase in boundaries:
+        ax.axvline(x, color="grey", linestyle=":", linewidth=1.2)
+        ax.text(x, 1.0, f" {phase}", transform=ax.get_xaxis_transform(), fontsize=8,
+                va="top", color="dimgrey")  # fmt: skip
+
+
+def _plot_lr(ax: Axes, series: LrSeries) -> None:
+    """The learning-rate panel: one line per group, log scale when every rate is positive."""
+    marker = "o" if series.unit == "epoch" and len(series.x) <= 30 else None
+    for label, values in series.lines.items():
+        if np.isfinite(values).any():
+            ax.plot(series.x, values, "-", marker=marker, markersize=3, label=f"lr ({label})")
+    ax.set_title("learning rate" + (" per step" if series.unit == "step" else ""))
+    ax.set_xlabel(series.unit)
+    _integer_ticks(ax)
+    ax.grid(alpha=0.3)
+    if ax.lines:
+        ax.legend(fontsize=8)
+    rates = np.concatenate([v[np.isfinite(v)] for v in series.lines.values()])
+    if rates.size and (rates > 0).all():
+        ax.set_yscale("log")
+    _mark_phases(ax, series.boundaries)
+
+
+def plot_curves(
+    history_rows: Sequence[Mapping[str, str | float]],
+    path: str | Path,
+    *,
+    lr_trace: Sequence[Mapping[str, str | float | None]] = (),
+) -> Path:
+    """Draw loss and accuracy per epoch and the learning rate, with dashed lines where a phase
+    starts.
 
     Args:
         history_rows: Rows of ``metrics.csv`` (values may be strings, as read by ``csv``).
         path: PNG to write.
+        lr_trace: Rows of ``lr.csv``: the learning rate is then drawn per step as it ran, for
+            the head and the last body stage (see :func:`lr_series`).
     """
     epochs = _column(history_rows, "epoch")
     fig = _figure(14, 4)
@@ -186,7 +262,6 @@ def plot_curves(history_rows: Sequence[Mapping[str, str | float]], path: str | P
     panels = (
         ("loss", (("train_loss", "train"), ("val_loss", "val"))),
         ("accuracy", (("train_acc", "train"), ("val_acc", "val"), ("val_f1", "val macro-F1"))),
-        ("learning rate", (("lr", "lr (head)"),)),
     )
     for ax, (name, series) in zip(axes, panels):
         for key, label in series:
@@ -200,15 +275,9 @@ def plot_curves(history_rows: Sequence[Mapping[str, str | float]], path: str | P
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend(fontsize=8)
-    lr = _column(history_rows, "lr")
-    if np.isfinite(lr).any() and (lr[np.isfinite(lr)] > 0).all():
-        axes[2].set_yscale("log")
+        _mark_phases(ax, phase_boundaries(history_rows))
+    _plot_lr(axes[2], lr_series(history_rows, lr_trace))
     first = history_rows[0].get("phase") if history_rows else None
-    for ax in axes:
-        for x, phase in phase_boundaries(history_rows):
-            ax.axvline(x, color="grey", linestyle=":", linewidth=1.2)
-            ax.text(x, 1.0, f" {phase}", transform=ax.get_xaxis_transform(), fontsize=8,
-                    va="top", color="dimgrey")  # fmt: skip
     if first:
         axes[0].text(0.01, 1.0, f"{first}", transform=axes[0].transAxes, fontsize=8,
                      va="top", color="dimgrey")  # fmt: skip

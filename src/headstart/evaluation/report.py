@@ -8,7 +8,8 @@
     per_class.csv        precision, recall, F1, support, accuracy per class
     confusion_matrix.csv / confusion_matrix_normalized.csv
     misclassified.csv    path, true label, predicted label, confidence, loss (highest loss first)
-    *.png                confusion matrices, top confused pairs (> 30 classes), curves,
+    *.png                confusion matrices, top confused pairs (> 30 classes), curves (with
+                         the learning rate per step when the run's lr.csv rows are given),
                          predictions, top losses, calibration
 
 What the report says is derived in :mod:`~headstart.evaluation.analysis`, rendered in
@@ -120,12 +121,15 @@ def _grid(
 
 
 def _write_pictures(
-    out: Path, analysis: Analysis, history: Sequence[HistoryRow]
+    out: Path,
+    analysis: Analysis,
+    history: Sequence[HistoryRow],
+    lr_trace: Sequence[Mapping[str, str]] = (),
 ) -> dict[str, Path]:
     names, cm = analysis.classes, analysis.cm
     images: dict[str, Path] = {}
     if history:
-        images["curves"] = plots.plot_curves(history, out / "curves.png")
+        images["curves"] = plots.plot_curves(history, out / "curves.png", lr_trace=lr_trace)
     images |= {
         "confusion_matrix": plots.plot_confusion_matrix(cm, names, out / "confusion_matrix.png"),
         "confusion_matrix_normalized": plots.plot_confusion_matrix(
@@ -187,6 +191,7 @@ def write_report(
     skipped: Sequence[Skipped] | None = None,
     title: str = "headstart evaluation report",
     extra: Mapping[str, Any] | None = None,
+    lr_trace: Sequence[Mapping[str, str]] = (),
 ) -> ReportPaths:
     """Write the report files and pictures of one evaluation into ``out_dir``.
 
@@ -201,6 +206,8 @@ def write_report(
         skipped: Files left out of the data, as paths or ``(path, reason)`` pairs.
         title: Title of the report.
         extra: Context put first in ``metrics.json`` (e.g. ``{"model": ..., "data": ...}``).
+        lr_trace: The run's learning rates per step (``RunFolder.read_lr_trace``): the curves
+            picture then draws them as they ran, for the head and the body.
 
     Returns:
         The paths of everything written.
@@ -208,7 +215,7 @@ def write_report(
     out = mark_folder(out_dir, REPORT_KIND)
     analysis = analyse(result, classes)
     per_class_csv, confusion_csv, misclassified_csv = _write_tables(out, analysis)
-    images = _write_pictures(out, analysis, history)
+    images = _write_pictures(out, analysis, history, lr_trace)
     doc = report_doc(analysis, title=title, history=history, config=config,
                      data_summary=data_summary, skipped=skipped, extra=extra)  # fmt: skip
     metrics_json = atomic_write(out / "metrics.json", json.dumps(doc, indent=2, default=str) + "\n")

@@ -21,6 +21,7 @@ def evaluate_samples(
     samples: Sequence[Sample],
     *,
     batch_size: int = 64,
+    tta: str = "none",
 ) -> EvalResult:
     """Run the model over ``samples`` on its device and summarise the predictions.
 
@@ -28,13 +29,19 @@ def evaluate_samples(
     ``metrics["skipped"]``; ``metrics["num_images"]`` counts the images actually scored.
     Decoding overlaps inference in a thread.
 
+    Args:
+        tta: Test-time augmentation (``none``, ``flip``, ``crops``; see
+            :mod:`headstart.inference.predict`): the metrics, loss included, score the averaged
+            probabilities, and the result's logits are their logarithm.
+
     Raises:
         DataError: There are no samples, or none of them could be read.
     """
     if not samples:
         raise DataError("no labelled images to evaluate; check the data folder's class folders.")
     labels = {s.path: s.label for s in samples}
-    good, logits, bad = logits_for_files(loaded, [s.path for s in samples], batch_size=batch_size)
+    paths = [s.path for s in samples]
+    good, logits, bad = logits_for_files(loaded, paths, batch_size=batch_size, tta=tta)
     if not good:
         raise DataError(
             f"none of the {len(samples)} images could be read (first: {bad[0][0]}: {bad[0][1]})."

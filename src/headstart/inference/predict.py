@@ -3,13 +3,22 @@
 The pieces every prediction path shares (files here, uploads in the server, the export's parity
 check) live here once: :func:`decode_images` (the one decode function over a batch),
 :class:`ModelRunner` (eval mode, memory layout, device) and :func:`top_k`.
+
+Test-time augmentation (``tta``, off by default) averages the softmax of several views of each
+image: ``flip`` the image and its horizontal mirror (2 passes); ``crops`` five crops of the model's
+input size, the centre and the four corners (5 passes), cut from the square the evaluation centre
+crop is taken from (the short side resized to ``input_size / crop_pct``; to at least
+``input_size / CROPS_FRACTION`` for models whose crop keeps the whole image, so the corners differ).
+The averaged probabilities are returned as their logarithm in place of logits, so a softmax of
+them gives them back, normalised, and cross-entropy scores them.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -22,6 +31,8 @@ from headstart.preprocessing import PreprocessSpec
 from headstart.speed.settings import prefers_channels_last
 
 __all__ = [
+    "CROPS_FRACTION",
+    "TTA_MODES",
     "ModelRunner",
     "Prediction",
     "decode_images",
@@ -30,9 +41,16 @@ __all__ = [
     "predict_files",
     "predict_proba_files",
     "top_k",
+    "tta_logits",
+    "tta_preprocessing",
 ]
 
 T = TypeVar("T")
+
+TTA_MODES = ("none", "flip", "crops")
+"""Test-time augmentation: none, the image and its mirror, or five crops (see the module)."""
+CROPS_FRACTION = 0.875
+"""``crops`` cuts its five crops from a square at least ``input_size / CROPS_FRACTION`` wide."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +94,45 @@ class ModelRunner:
     def probabilities(self, images: torch.Tensor) -> torch.Tensor:
         """Class probabilities (N, num_classes) for preprocessed images (N, 3, H, W)."""
         return torch.softmax(self.logits(images), dim=1)
+
+
+def _check_tta(tta: str) -> str:
+    if tta not in TTA_MODES:
+        raise ConfigError(f"unknown --tta {tta!r}; use one of {', '.join(TTA_MODES)}.")
+    return tta
+
+
+def tta_preprocessing(preprocessing: PreprocessSpec, tta: str) -> PreprocessSpec:
+    """How images are decoded for ``tta``: the model's own spec, or for ``crops`` the square that
+    the five crops are cut from.
+
+    Raises:
+        ConfigError: ``tta`` is not one of ``TTA_MODES``.
+    """
+    if _check_tta(tta) != "crops":
+        return preprocessing
+    side = round(preprocessing.input_size / min(preprocessing.crop_pct, CROPS_FRACTION))
+    return replace(preprocessing, input_size=side, crop_pct=1.0)
+
+
+def tta_logits(
+    runner: ModelRunner, images: torch.Tensor, *, tta: str, input_size: int
+) -> torch.Tensor:
+    """Logits of ``images`` (decoded with :func:`tta_preprocessing`) under ``tta``.
+
+    With ``none`` the model's logits; otherwise the log of the mean softmax over the views
+    (computed as a log-sum-exp, so tiny probabilities do not underflow).
+    """
+    if _check_tta(tta) == "none":
+        return runner.logits(images)
+    if tta == "flip":
+        views: Sequence[torch.Tensor] = (images, images.flip(-1))
+    else:
+        from torchvision.transforms.v2.functional import five_crop
+
+        views = five_crop(images, [input_size, input_size])
+    log_probs = torch.stack([torch.log_softmax(runner.logits(v), dim=1) for v in views])
+    return torch.logsumexp(log_probs, dim=0) - math.log(len(views))
 
 
 def decode_one(
@@ -179,11 +236,19 @@ def _prefetched(iterator: Iterator[T]) -> Iterator[T]:
 
 
 def logits_for_files(
-    loaded: LoadedModel, paths: Sequence[str | Path], *, batch_size: int = 32
+    loaded: LoadedModel,
+    paths: Sequence[str | Path],
+    *,
+    batch_size: int = 32,
+    tta: str = "none",
 ) -> tuple[list[str], torch.Tensor, list[tuple[str, str]]]:
     """Raw model outputs for each readable file, run on the model's device.
 
     Decoding overlaps the forward pass.
+
+    Args:
+        tta: Test-time augmentation, one of ``TTA_MODES``; with one, the outputs are the log of
+            the averaged probabilities (see the module).
 
     Returns:
         The readable paths, their logits (N, num_classes) on the CPU, and (path, reason) for the
@@ -191,39 +256,57 @@ def logits_for_files(
     """
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be positive, got {batch_size}.")
+    decode_as = tta_preprocessing(loaded.preprocessing, tta)
     runner = ModelRunner(loaded)
     good_all: list[str] = []
     outputs: list[torch.Tensor] = []
     bad_all: list[tuple[str, str]] = []
-    for good, images, bad in _prefetched(_batches(paths, loaded.preprocessing, batch_size)):
+    size = loaded.preprocessing.input_size
+    for good, images, bad in _prefetched(_batches(paths, decode_as, batch_size)):
         bad_all.extend(bad)
         if images is not None:
-            outputs.append(runner.logits(images))
+            outputs.append(tta_logits(runner, images, tta=tta, input_size=size))
             good_all.extend(good)
     logits = torch.cat(outputs) if outputs else torch.empty(0, len(loaded.classes))
     return good_all, logits, bad_all
 
 
 def predict_proba_files(
-    loaded: LoadedModel, paths: Sequence[str | Path], *, batch_size: int = 32
+    loaded: LoadedModel,
+    paths: Sequence[str | Path],
+    *,
+    batch_size: int = 32,
+    tta: str = "none",
 ) -> tuple[list[str], torch.Tensor, list[tuple[str, str]]]:
     """Class probabilities for each readable file, run on the model's device.
+
+    Args:
+        tta: Test-time augmentation, one of ``TTA_MODES`` (the probabilities are averaged).
 
     Returns:
         The readable paths, their probabilities (N, num_classes) on the CPU, and (path, reason)
         for the others.
     """
-    good, logits, bad = logits_for_files(loaded, paths, batch_size=batch_size)
+    good, logits, bad = logits_for_files(loaded, paths, batch_size=batch_size, tta=tta)
     return good, torch.softmax(logits, dim=1), bad
 
 
 def predict_files(
-    loaded: LoadedModel, paths: Sequence[str | Path], *, topk: int = 5, batch_size: int = 32
+    loaded: LoadedModel,
+    paths: Sequence[str | Path],
+    *,
+    topk: int = 5,
+    batch_size: int = 32,
+    tta: str = "none",
 ) -> list[Prediction]:
-    """Top-k predictions for each file, in the order given; unreadable files carry ``error``."""
+    """Top-k predictions for each file, in the order given; unreadable files carry ``error``.
+
+    Args:
+        tta: Test-time augmentation, one of ``TTA_MODES``.
+    """
     if topk < 1:
         raise ConfigError(f"--topk must be at least 1, got {topk}.")
-    good, probs, bad = predict_proba_files(loaded, paths, batch_size=batch_size)
+    good, probs, bad = predict_proba_files(loaded, paths, batch_size=batch_size, tta=tta)
     by_path = {
         path: Prediction(path=path, labels=labels, probs=values, indices=indices)
         for path, (labels, values, indices) in zip(good, top_k(probs, loaded.classes, topk))

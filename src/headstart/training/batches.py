@@ -2,25 +2,31 @@
 
 Both give the engine the same things: the module that maps a batch to logits (the whole model, or
 its head behind the body's dropout), seeded shuffled training batches with a generator whose state
-a checkpoint keeps, validation batches in order, and a random batch for the speed trial. A phase
-is a phase whichever it trains on.
+a checkpoint keeps, validation batches in order, the training labels, and a random batch for the
+speed trial. A phase is a phase whichever it trains on.
+
+``sampler`` ``balanced`` draws each epoch's training batches with replacement, each sample with
+weight ``1 / count of its class`` (``WeightedRandomSampler`` for images, ``torch.multinomial`` for
+features), from the same seeded generator, so the draws are seeded and a resume replays them.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
 from lightning.fabric import Fabric
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
+from headstart.config import Sampler
 from headstart.errors import ConfigError
 from headstart.training.features import FeatureSet, head_dropout
+from headstart.training.imbalance import balanced_sample_weights, dataset_targets
 from headstart.training.loop import Batches
 from headstart.zoo.spec import BackboneSpec
 
@@ -51,11 +57,14 @@ def build_loaders(
     batch_size: int,
     num_workers: int = 0,
     seed: int = 0,
+    sample_weights: torch.Tensor | None = None,
 ) -> tuple[DataLoader, DataLoader]:
     """Training (shuffled by a seeded generator) and validation (in order) data loaders.
 
-    The shuffling order depends only on ``seed``. Workers persist across epochs when
-    ``num_workers > 0``; see :func:`drops_last_batch` for the last training batch.
+    The shuffling order depends only on ``seed``. With ``sample_weights``, each epoch draws
+    ``len(train_ds)`` samples with replacement by those weights instead (from the same
+    generator). Workers persist across epochs when ``num_workers > 0``; see
+    :func:`drops_last_batch` for the last training batch.
     """
     generator = torch.Generator().manual_seed(seed)
     common: dict[str, Any] = {
@@ -63,8 +72,14 @@ def build_loaders(
         "num_workers": num_workers,
         "persistent_workers": num_workers > 0,
     }
-    drop = drops_last_batch(len(train_ds), batch_size)  # type: ignore[arg-type]
-    train = DataLoader(train_ds, shuffle=True, generator=generator, drop_last=drop, **common)
+    n = len(train_ds)  # type: ignore[arg-type]
+    order: dict[str, Any] = {"shuffle": True}
+    if sample_weights is not None:
+        weights = cast(Sequence[float], sample_weights)  # a tensor is what it takes in the end
+        sampler = WeightedRandomSampler(weights, n, replacement=True, generator=generator)
+        order = {"sampler": sampler}
+    drop = drops_last_batch(n, batch_size)
+    train = DataLoader(train_ds, generator=generator, drop_last=drop, **order, **common)
     val = DataLoader(val_ds, shuffle=False, **common)
     return train, val
 
@@ -88,6 +103,13 @@ class PhaseBatches:
     generator: torch.Generator
     setup_seconds: float = 0.0
     failures: dict[str, str] = field(default_factory=dict)
+
+    holds_images: ClassVar[bool] = True
+    """Whether the inputs are images (CutMix applies) rather than feature vectors."""
+
+    def train_labels(self) -> torch.Tensor:
+        """The label of every training sample (for class weights)."""
+        raise NotImplementedError
 
     def broken_files(self) -> dict[str, str]:
         """Path -> reason for every image found unreadable so far (substituted by another)."""
@@ -119,15 +141,28 @@ class ImageBatches(PhaseBatches):
         batch_size: int,
         num_workers: int,
         seed: int,
+        sampler: Sampler = Sampler.SHUFFLE,
     ) -> ImageBatches:
-        """Loaders for the two datasets, moved to Fabric's device batch by batch."""
+        """Loaders for the two datasets, moved to Fabric's device batch by batch.
+
+        Args:
+            sampler: ``shuffle`` (every image once per epoch) or ``balanced`` (class-balanced
+                draws with replacement; the dataset must give its ``targets``).
+        """
+        weights = None
+        if Sampler(sampler) is Sampler.BALANCED:
+            weights = balanced_sample_weights(dataset_targets(train_ds))
         train, val = build_loaders(
-            train_ds, val_ds, batch_size=batch_size, num_workers=num_workers, seed=seed
-        )
+            train_ds, val_ds, batch_size=batch_size, num_workers=num_workers, seed=seed,
+            sample_weights=weights,
+        )  # fmt: skip
         device_train, device_val = fabric.setup_dataloaders(train, val)
         generator = cast(torch.Generator, train.generator)  # build_loaders gives it one
         return cls(device_train, device_val, generator, datasets=(train_ds, val_ds),
                    batch_size=batch_size)  # fmt: skip
+
+    def train_labels(self) -> torch.Tensor:
+        return dataset_targets(self.datasets[0])
 
     def broken_files(self) -> dict[str, str]:
         """The files the datasets could not decode (with ``num_workers > 0``, those the main
@@ -165,7 +200,11 @@ class FeatureHead(nn.Module):
 
 
 class FeatureLoader:
-    """Batches of a :class:`FeatureSet` as device tensors, like a ``DataLoader`` over them."""
+    """Batches of a :class:`FeatureSet` as device tensors, like a ``DataLoader`` over them.
+
+    Without a generator the rows come in order; with one, a seeded shuffle per epoch, or with
+    ``balanced`` a class-balanced draw with replacement (``torch.multinomial``).
+    """
 
     def __init__(
         self,
@@ -174,12 +213,14 @@ class FeatureLoader:
         *,
         device: torch.device,
         generator: torch.Generator | None = None,
+        balanced: bool = False,
     ) -> None:
         self.set, self.batch_size, self.device = features, batch_size, device
         self.generator = generator  # None: in order, every row
         n = len(features.labels)
         self.drop_last = generator is not None and drops_last_batch(n, batch_size)
         self.labels = torch.from_numpy(features.labels)
+        self.weights = balanced_sample_weights(self.labels) if balanced and n else None
 
     def __len__(self) -> int:
         n = len(self.set.labels)
@@ -187,11 +228,12 @@ class FeatureLoader:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = len(self.set.labels)
-        order = (
-            torch.randperm(n, generator=self.generator)
-            if self.generator is not None
-            else torch.arange(n)
-        )
+        if self.generator is None:
+            order = torch.arange(n)
+        elif self.weights is not None:
+            order = torch.multinomial(self.weights, n, replacement=True, generator=self.generator)
+        else:
+            order = torch.randperm(n, generator=self.generator)
         for index in order.split(self.batch_size)[: len(self)]:
             rows = np.asarray(self.set.features[index.numpy()], dtype=np.float32)
             yield torch.from_numpy(rows).to(self.device), self.labels[index].to(self.device)
@@ -204,6 +246,8 @@ class FeatureBatches(PhaseBatches):
     dropout: float = 0.0
     sets: tuple[FeatureSet, ...] = ()
 
+    holds_images: ClassVar[bool] = False
+
     @classmethod
     def create(
         cls,
@@ -215,12 +259,14 @@ class FeatureBatches(PhaseBatches):
         *,
         batch_size: int,
         seed: int,
+        sampler: Sampler = Sampler.SHUFFLE,
     ) -> FeatureBatches:
-        """Batches of ``train`` (shuffled) and ``val`` for the head of ``model``."""
+        """Batches of ``train`` (shuffled, or class-balanced draws) and ``val`` for the head."""
         generator = torch.Generator().manual_seed(seed)
         device = fabric.device
+        balanced = Sampler(sampler) is Sampler.BALANCED
         return cls(
-            FeatureLoader(train, batch_size, device=device, generator=generator),
+            FeatureLoader(train, batch_size, device=device, generator=generator, balanced=balanced),
             FeatureLoader(val, VAL_FEATURE_BATCH, device=device),
             generator,
             train.seconds + val.seconds,
@@ -228,6 +274,9 @@ class FeatureBatches(PhaseBatches):
             head_dropout(model, spec),
             (train, val),
         )
+
+    def train_labels(self) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(self.sets[0].labels)).long()
 
     def module(self, model: nn.Module, spec: BackboneSpec) -> nn.Module:
         head = model.get_submodule(spec.classifier)

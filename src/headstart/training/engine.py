@@ -9,7 +9,9 @@ and a resume at a phase boundary needs nothing but the weights.
 
 Checkpoints (``RunFolder.last_checkpoint``) are written at every epoch end, every
 ``checkpoint_every_steps`` steps and when SIGINT / SIGTERM stops the run; see
-:mod:`headstart.training.resume` for what they hold and how a resume is bitwise exact.
+:mod:`headstart.training.resume` for what they hold and how a resume is bitwise exact. Each
+phase's recipe (loss, mixing, accumulation, clipping, weight average) comes from
+:mod:`headstart.training.recipe`; lr.csv gets the learning rates of every step at every epoch end.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from lightning.fabric import Fabric
 from lightning.fabric.utilities.seed import seed_everything
 from torch import nn
 
-from headstart.config import BnStats
 from headstart.evaluation.metrics import macro_f1
 from headstart.run_folder import RunFolder
 from headstart.speed.allocator import keep_freed_memory
@@ -34,14 +35,18 @@ from headstart.training.batches import PhaseBatches
 from headstart.training.callbacks import BatchEnd, Callback
 from headstart.training.checkpoint import capture_rng_state, save_checkpoint
 from headstart.training.divergence import Diverged, blown_up, divergence_note
+from headstart.training.ema import ema_wins
 from headstart.training.loop import EpochProgress, train_epoch, validate
-from headstart.training.phase import OptimSettings, PhaseSetup, setup_phase
+from headstart.training.lr_trace import LrTrace, step_lr
+from headstart.training.phase import PhaseSetup, setup_phase
+from headstart.training.recipe import PhaseRecipe, class_count, phase_recipe
 from headstart.training.resume import (
     CHECKPOINT_FORMAT,
     ResumePoint,
     load_resume_state,
     resume_point,
 )
+from headstart.training.settings import EngineSettings, TrainResult
 from headstart.training.signals import StopRequest, TrainingInterrupted, stop_on_signals
 from headstart.training.strategies import Phase
 from headstart.training.tracking import BestTracker, EarlyStopping
@@ -53,59 +58,6 @@ logger = logging.getLogger(__name__)
 
 BatchesFor = Callable[[Phase], PhaseBatches]
 """Gives the batches of a phase when it starts (features are extracted only when needed)."""
-
-
-@dataclass(frozen=True)
-class EngineSettings:
-    """The engine's own settings (not the user's whole config).
-
-    Attributes:
-        seed: Seeds every phase: global RNGs and the batches' generator.
-        optim: Optimizer and schedule of every phase.
-        monitor: ``val_acc``, ``val_f1`` or ``val_loss``: picks the best epoch.
-        patience: Early stopping within the last phase (epochs without improvement; 0: off).
-        bn: What BatchNorm running statistics of trainable stages do.
-        auto_speed: Time speed settings per phase (``--precision auto``).
-        precision: The precision setting (a resume reuses speed settings only under the same one).
-        checkpoint_every_steps: Also write ``last.pt`` every this many steps (0: epoch ends only).
-    """
-
-    seed: int = 0
-    optim: OptimSettings = field(default_factory=OptimSettings)
-    monitor: str = "val_acc"
-    patience: int = 5
-    bn: BnStats = BnStats.PRETRAINED
-    auto_speed: bool = True
-    precision: str = "auto"
-    checkpoint_every_steps: int = 0
-
-
-@dataclass
-class TrainResult:
-    """The outcome of :func:`train_phases`.
-
-    Attributes:
-        history: One row per epoch with the keys of ``HISTORY_COLUMNS`` (epochs count from 1).
-        best_epoch: Epoch whose weights were kept, by ``settings.monitor``.
-        best_metrics: That epoch's history row.
-        model: The unwrapped model with the best weights loaded, on the training device.
-        phases: The phases that were planned.
-        stopped_early: Whether early stopping ended the run before the planned epochs.
-        speed: Per phase name, the layout and autocast dtype it trained with.
-        failures: Images that broke while training (path -> reason).
-        diverged: What happened when a loss stopped being finite (training stopped there and
-            kept the best epoch before it); None when all went well.
-    """
-
-    history: list[dict[str, Any]]
-    best_epoch: int
-    best_metrics: dict[str, Any]
-    model: nn.Module
-    phases: list[Phase]
-    stopped_early: bool = False
-    speed: dict[str, dict[str, Any]] = field(default_factory=dict)
-    failures: dict[str, str] = field(default_factory=dict)
-    diverged: str | None = None
 
 
 @dataclass
@@ -128,6 +80,7 @@ class _Run:
     stop: StopRequest = field(default_factory=StopRequest)
     speed: dict[str, dict[str, Any]] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
+    lr_trace: LrTrace = field(default_factory=LrTrace)
 
 
 def train_phases(
@@ -194,6 +147,7 @@ def _resume(run: _Run) -> ResumePoint:
     run.history = list(state["history"])
     run.best_state = state.get("best_model")
     run.speed = dict(state.get("speeds") or {})
+    run.lr_trace.load_state_dict(state.get("lr_trace") or ())
     if run.fabric.is_global_zero:
         run.folder.write_history(run.history)
     point = resume_point(
@@ -212,9 +166,10 @@ def _train_phase(run: _Run, index: int, start: ResumePoint) -> bool:
         _start_fresh(run, index, batches)
     setup = setup_phase(
         run.fabric, run.model, run.spec, phase, batches, settings.optim, bn=settings.bn,
-        auto_speed=settings.auto_speed, saved_speed=start.speed,
+        auto_speed=settings.auto_speed, saved_speed=start.speed, accumulate=settings.accumulate,
     )  # fmt: skip
     run.speed[phase.name] = setup.speed.to_dict()
+    recipe = _recipe(run, batches, setup, start)
     last_phase = index == len(run.phases) - 1
     if start.optimizer is not None and start.scheduler is not None:
         setup.optimizer.load_state_dict(start.optimizer)
@@ -228,20 +183,33 @@ def _train_phase(run: _Run, index: int, start: ResumePoint) -> bool:
         index + 1, len(run.phases), phase.name, phase.epochs, phase.lr, describe(setup.speed),
         resumed,
     )  # fmt: skip
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=settings.optim.label_smoothing)
     for epoch in range(start.epochs_done + 1, phase.epochs + 1):
         first = epoch == start.epochs_done + 1
         if first and start.loader_generator is not None:
             batches.generator.set_state(start.loader_generator)
-        here = _Epoch(index, epoch, batches, setup, batches.generator.get_state())
+        here = _Epoch(index, epoch, batches, setup, batches.generator.get_state(), recipe)
         setup_seconds = batches.setup_seconds if first and not start.mid_phase else 0.0
         stats = _train_and_validate(
-            run, here, loss_fn, start=start if first else None, setup_seconds=setup_seconds
+            run, here, start=start if first else None, setup_seconds=setup_seconds
         )
         run.failures.update(batches.broken_files())
         if _end_epoch(run, here, stats, last_phase):
             return True
     return False
+
+
+def _recipe(run: _Run, batches: PhaseBatches, setup: PhaseSetup, start: ResumePoint) -> PhaseRecipe:
+    """The phase's recipe; a resumed phase continues its weight average."""
+    num_classes = class_count(run.model, run.spec, run.settings.num_classes)
+    recipe = phase_recipe(
+        run.settings, batches, setup.trained, num_classes=num_classes, device=run.fabric.device
+    )
+    if recipe.ema is not None and start.mid_phase and start.ema is not None:
+        recipe.ema.load_state_dict(start.ema)
+    for note in recipe.notes:
+        logger.info("%s", note)
+        run.callbacks.on_note(note)
+    return recipe
 
 
 def _start_fresh(run: _Run, index: int, batches: PhaseBatches) -> None:
@@ -261,6 +229,7 @@ class _Epoch:
     batches: PhaseBatches
     setup: PhaseSetup
     generator_state: torch.Tensor
+    recipe: PhaseRecipe
 
     def position(self, run: _Run, within: EpochProgress | None, done: int) -> dict[str, Any]:
         """The checkpoint fields that say where in the run a state belongs."""
@@ -273,13 +242,13 @@ class _Epoch:
             "epoch_in_phase": done,
             "within_epoch": within.state_dict() if within is not None else None,
             "phases": [p.to_dict() for p in run.phases],
+            "ema": self.recipe.ema.state_dict() if self.recipe.ema is not None else None,
         }
 
 
 def _train_and_validate(
     run: _Run,
     epoch: _Epoch,
-    loss_fn: nn.Module,
     *,
     start: ResumePoint | None,
     setup_seconds: float,
@@ -290,9 +259,9 @@ def _train_and_validate(
     shows what the epoch really cost.
     """
     setup, within = epoch.setup, start.within if start is not None else None
-    scheduler = setup.scheduler
+    scheduler, recipe = setup.scheduler, epoch.recipe
     if within is not None and within.batches:  # the lr at the epoch's first step, as logged
-        lr = scheduler.base_lrs[0] * scheduler.lr_lambdas[0](scheduler.last_epoch - within.batches)
+        lr = step_lr(scheduler, 0, scheduler.last_epoch - within.steps)
     else:
         lr = setup.optimizer.param_groups[0]["lr"]  # the head's group comes first
     steps = len(epoch.batches.train)
@@ -301,35 +270,65 @@ def _train_and_validate(
         value = float(loss)
         if blown_up(value):
             raise Diverged(_where(run, epoch, f"step {progress.batches}: training loss {value:g}"))
+        if recipe.ema is not None:
+            recipe.ema.update()
+        run.lr_trace.record(setup.optimizer, scheduler, epoch=len(run.history) + 1,
+                            phase=run.phases[epoch.phase_index].name)  # fmt: skip
         run.callbacks.on_batch_end(BatchEnd(progress.batches, steps, value, images_per_s))
         _after_step(run, epoch, progress, steps)
 
     train = train_epoch(
-        run.fabric, setup.module, epoch.batches.train, setup.optimizer, scheduler, loss_fn,
+        run.fabric, setup.module, epoch.batches.train, setup.optimizer, scheduler, recipe.loss_fn,
         speed=setup.speed, bn=run.settings.bn, start=within,
         rng_state=start.rng if start is not None else None, on_step=on_step,
+        options=recipe.options,
     )  # fmt: skip
-    val = validate(setup.module, epoch.batches.val, speed=setup.speed)
-    if blown_up(val["loss"]):
-        raise Diverged(_where(run, epoch, f"validation loss {val['loss']:g}"))
-    num_classes = val["logits"].shape[1] if val["logits"].numel() else 1
-    train_seconds = train["seconds"] + setup_seconds
+    val = _validation(run, epoch)
+    val_seconds, train_seconds = val.pop("seconds"), train["seconds"] + setup_seconds
     return {
         "train_loss": train["loss"],
         "train_acc": train["acc"],
+        **val,
+        "lr": lr,
+        "seconds": train_seconds + val_seconds,
+        "images_per_s": train["images"] / train_seconds if train_seconds > 0 else 0.0,
+    }
+
+
+def _validation(run: _Run, epoch: _Epoch) -> dict[str, Any]:
+    """Validation metrics of the live weights or, with EMA on, of whichever of the live and the
+    averaged weights is better by the monitored metric, with ``ema`` saying which (the seconds
+    count both passes)."""
+    live = _validate(run, epoch, "validation loss")
+    ema = epoch.recipe.ema
+    if ema is None:
+        return live
+    with ema.applied():
+        averaged = _validate(run, epoch, "validation loss of the EMA weights")
+    seconds = live["seconds"] + averaged["seconds"]
+    chosen = averaged if ema_wins(live, averaged, run.settings.monitor) else live
+    return {**chosen, "seconds": seconds, "ema": chosen is averaged}
+
+
+def _validate(run: _Run, epoch: _Epoch, what: str) -> dict[str, Any]:
+    """``val_loss``, ``val_acc``, ``val_f1`` and ``seconds`` of the module's current weights."""
+    setup = epoch.setup
+    val = validate(setup.module, epoch.batches.val, speed=setup.speed)
+    if blown_up(val["loss"]):
+        raise Diverged(_where(run, epoch, f"{what} {val['loss']:g}"))
+    num_classes = val["logits"].shape[1] if val["logits"].numel() else 1
+    return {
         "val_loss": val["loss"],
         "val_acc": val["acc"],
         "val_f1": macro_f1(val["logits"].argmax(dim=1), val["targets"], num_classes),
-        "lr": lr,
-        "seconds": train_seconds + val["seconds"],
-        "images_per_s": train["images"] / train_seconds if train_seconds > 0 else 0.0,
+        "seconds": val["seconds"],
     }
 
 
 def _after_step(run: _Run, epoch: _Epoch, progress: EpochProgress, steps: int) -> None:
     """Write a mid-epoch checkpoint when one is due; stop here if a signal asked to."""
     every = run.settings.checkpoint_every_steps
-    due = every > 0 and progress.batches % every == 0
+    due = every > 0 and progress.steps % every == 0
     if run.stop.signum is None and not (due and progress.batches < steps):
         return
     _save_last(run, epoch.position(run, progress, epoch.number - 1), epoch.generator_state)
@@ -342,7 +341,7 @@ def _end_epoch(run: _Run, epoch: _Epoch, stats: dict[str, Any], last_phase: bool
     phase = run.phases[epoch.phase_index]
     row = {"epoch": len(run.history) + 1, "phase": phase.name, **stats}
     stop = last_phase and run.stopper.step(row[run.settings.monitor])
-    _record_epoch(run, row)
+    _record_epoch(run, row, epoch.recipe)
     _save_last(run, epoch.position(run, None, epoch.number), epoch.batches.generator.get_state())
     run.callbacks.on_epoch_end(row)
     if stop:
@@ -355,8 +354,9 @@ def _end_epoch(run: _Run, epoch: _Epoch, stats: dict[str, Any], last_phase: bool
     return stop
 
 
-def _record_epoch(run: _Run, row: dict[str, Any]) -> None:
-    """Append ``row``, rewrite metrics.csv and keep the weights if this epoch is the best."""
+def _record_epoch(run: _Run, row: dict[str, Any], recipe: PhaseRecipe) -> None:
+    """Append ``row``, rewrite metrics.csv and lr.csv, and keep the weights if this epoch is the
+    best (the averaged ones when they won this epoch's validation)."""
     run.history.append(row)
     logger.info(
         "epoch %d (%s): train loss %.4f acc %.3f | val loss %.4f acc %.3f f1 %.3f | %.1fs",
@@ -364,14 +364,21 @@ def _record_epoch(run: _Run, row: dict[str, Any]) -> None:
                            "val_f1", "seconds")),
     )  # fmt: skip
     if run.tracker.update(row[run.settings.monitor], row["epoch"]):
-        run.best_state = {
-            k: v.detach().to("cpu", copy=True) for k, v in run.model.state_dict().items()
-        }
+        run.best_state = _weights(run, recipe if row.get("ema") else None)
         if run.fabric.is_global_zero:
             best = {"format": CHECKPOINT_FORMAT, "model": run.best_state, "epoch": row["epoch"]}
             save_checkpoint(run.folder.best_checkpoint, {**best, "metrics": row})
     if run.fabric.is_global_zero:
         run.folder.write_history(run.history)
+        run.folder.write_lr_trace(run.lr_trace.rows)
+
+
+def _weights(run: _Run, averaged: PhaseRecipe | None) -> dict[str, torch.Tensor]:
+    """A CPU copy of the model's weights, with the phase's averaged ones when ``averaged``."""
+    if averaged is None or averaged.ema is None:
+        return {k: v.detach().to("cpu", copy=True) for k, v in run.model.state_dict().items()}
+    with averaged.ema.applied():
+        return _weights(run, None)
 
 
 def _save_last(run: _Run, state: dict[str, Any], generator_state: torch.Tensor) -> None:
@@ -394,6 +401,7 @@ def _save_last(run: _Run, state: dict[str, Any], generator_state: torch.Tensor) 
             config=dict(run.run_config),
             rng=capture_rng_state(),
             loader_generator=generator_state,
+            lr_trace=run.lr_trace.state_dict(),
         )
         save_checkpoint(run.folder.last_checkpoint, state, keep_previous=True)
     run.fabric.barrier()
@@ -430,4 +438,5 @@ def _finish(run: _Run, stopped: bool) -> TrainResult:
         history=run.history, best_epoch=best_row["epoch"], best_metrics=dict(best_row),
         model=run.model, phases=run.phases, stopped_early=stopped, speed=dict(run.speed),
         failures=dict(run.failures),
+        ema_used=run.best_state is not None and bool(best_row.get("ema", False)),
     )  # fmt: skip

@@ -20,7 +20,7 @@ from headstart.speed.settings import SpeedSettings
 from headstart.surgery import train_mode
 from headstart.training.checkpoint import restore_rng_state
 
-__all__ = ["Batches", "EpochProgress", "train_epoch", "validate"]
+__all__ = ["Batches", "EpochProgress", "StepOptions", "train_epoch", "validate"]
 
 
 class Batches(Iterable[tuple[torch.Tensor, torch.Tensor]], Sized, Protocol):
@@ -32,23 +32,52 @@ class EpochProgress:
     """How far an epoch of training has got: the part a mid-epoch checkpoint must keep.
 
     Attributes:
-        batches: Optimizer steps done in this epoch.
+        batches: Batches trained on in this epoch.
         seen: Inputs trained on in this epoch.
         sums: Summed loss (times batch size) and correct predictions, on the training device.
+        steps: Optimizer steps done in this epoch (``batches`` unless gradients accumulate).
     """
 
     batches: int = 0
     seen: int = 0
     sums: torch.Tensor = field(default_factory=lambda: torch.zeros(2))
+    steps: int = -1
+
+    def __post_init__(self) -> None:
+        if self.steps < 0:
+            self.steps = self.batches
 
     def state_dict(self) -> dict[str, Any]:
         """Plain-value state (the sums move to the CPU)."""
-        return {"batches": self.batches, "seen": self.seen, "sums": self.sums.detach().cpu()}
+        return {"batches": self.batches, "seen": self.seen, "sums": self.sums.detach().cpu(),
+                "steps": self.steps}  # fmt: skip
 
     @classmethod
     def from_state_dict(cls, state: dict[str, Any]) -> EpochProgress:
         """Rebuild from :meth:`state_dict`."""
-        return cls(int(state["batches"]), int(state["seen"]), state["sums"].clone())
+        batches = int(state["batches"])
+        steps = int(state.get("steps", batches))
+        return cls(batches, int(state["seen"]), state["sums"].clone(), steps)
+
+
+Mix = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+"""Turns ``(inputs, labels)`` into ``(mixed inputs, soft targets)`` (see ``training.mixing``)."""
+
+
+@dataclass(frozen=True)
+class StepOptions:
+    """What a training step does besides forward, backward and the optimizer step.
+
+    Attributes:
+        mix: Mixes each batch (MixUp / CutMix); the loss then sees soft targets.
+        accumulate: Batches per optimizer step; each batch's loss is divided by the batches of
+            its group (the last group of an epoch may be shorter).
+        clip_grad: Clip the global gradient norm to this before each optimizer step (0: off).
+    """
+
+    mix: Mix | None = None
+    accumulate: int = 1
+    clip_grad: float = 0.0
 
 
 StepHook = Callable[[EpochProgress, torch.Tensor, float], None]
@@ -78,11 +107,16 @@ def train_epoch(
     start: EpochProgress | None = None,
     rng_state: dict[str, Any] | None = None,
     on_step: StepHook | None = None,
+    options: StepOptions | None = None,
 ) -> dict[str, float]:
     """Train ``module`` for one pass over ``batches``, stepping ``scheduler`` after every step.
 
     The module is put in train mode with :func:`headstart.surgery.train_mode`, so frozen norm
-    layers keep their running statistics.
+    layers keep their running statistics. With ``options.accumulate`` N, gradients of N batches
+    add up before each optimizer step (``fabric.no_backward_sync`` skips the all-reduce of the
+    others), and ``scheduler`` and ``on_step`` count optimizer steps. With ``options.mix``, the
+    loss is computed against the mixed soft targets, while the training accuracy counts the
+    predictions on the mixed inputs against the unmixed labels.
 
     To continue an epoch from a mid-epoch checkpoint, restore the batches' generator to its state
     at the start of the epoch and pass ``start`` and ``rng_state``: the first ``start.batches``
@@ -102,15 +136,18 @@ def train_epoch(
         start: Progress of the epoch so far; ``None`` starts at the first batch.
         rng_state: RNG states (:func:`~headstart.training.checkpoint.capture_rng_state`) to
             restore just before the first step.
-        on_step: Called after each step; may raise to stop training.
+        on_step: Called after each optimizer step; may raise to stop training. A mid-epoch
+            checkpoint is only taken there (gradients are never half-accumulated in one).
+        options: Mixing, gradient accumulation and clipping (default: none of them).
 
     Returns:
         ``loss`` (mean over inputs), ``acc``, ``images`` (count), ``seconds``.
     """
     train_mode(module, bn=bn)
-    start = start or EpochProgress()
+    options, start = options or StepOptions(), start or EpochProgress()
     sums = start.sums.to(fabric.device, copy=True)  # loss * batch, correct; summed on the device
     seen = done = start.seen
+    steps, total, every = start.steps, len(batches), max(1, options.accumulate)
     iterator = iter(batches)
     for _ in range(start.batches):
         next(iterator)
@@ -118,20 +155,29 @@ def train_epoch(
         restore_rng_state(rng_state)
     began = time.perf_counter()
     for index, (inputs, labels) in enumerate(iterator, start=start.batches):
-        optimizer.zero_grad(set_to_none=True)
+        position = index % every  # groups start at the epoch's first batch
+        group = min(every, total - index + position)
+        if position == 0:
+            optimizer.zero_grad(set_to_none=True)
+        targets = labels
+        if options.mix is not None:
+            inputs, targets = options.mix(inputs, labels)
         logits = _forward(module, inputs, speed)
-        loss = loss_fn(logits, labels)
-        fabric.backward(loss)
-        optimizer.step()
-        scheduler.step()
+        loss = loss_fn(logits, targets)
+        _backward(fabric, module, loss, group=group, last=position == group - 1)
         batch = labels.shape[0]
         sums[0] += loss.detach().float() * batch
         sums[1] += (logits.detach().argmax(dim=1) == labels).sum()
         seen += batch
+        if position < group - 1:
+            continue
+        _optimizer_step(fabric, module, optimizer, options.clip_grad)
+        scheduler.step()
+        steps += 1
         if on_step is not None:
             elapsed = time.perf_counter() - began
             speed_now = (seen - done) / elapsed if elapsed > 0 else 0.0
-            on_step(EpochProgress(index + 1, seen, sums), loss.detach(), speed_now)
+            on_step(EpochProgress(index + 1, seen, sums, steps), loss.detach(), speed_now)
     total_loss, correct = sums.tolist()  # the one device sync of the epoch
     return {
         "loss": total_loss / max(seen, 1),
@@ -139,6 +185,28 @@ def train_epoch(
         "images": seen - done,
         "seconds": time.perf_counter() - began,
     }
+
+
+def _backward(
+    fabric: Fabric, module: nn.Module, loss: torch.Tensor, *, group: int, last: bool
+) -> None:
+    """Backward of one batch of a group of ``group``: its loss divided by ``group``; gradients
+    are synchronised across processes at the group's last batch only."""
+    scaled = loss / group if group > 1 else loss
+    if last:
+        fabric.backward(scaled)
+        return
+    with fabric.no_backward_sync(module):  # type: ignore[arg-type]  # fabric.setup's module
+        fabric.backward(scaled)
+
+
+def _optimizer_step(
+    fabric: Fabric, module: nn.Module, optimizer: torch.optim.Optimizer, clip_grad: float
+) -> None:
+    """Clip the global gradient norm (through Fabric, which unscales first) and step."""
+    if clip_grad > 0:
+        fabric.clip_gradients(module, optimizer, max_norm=clip_grad, error_if_nonfinite=False)
+    optimizer.step()
 
 
 def validate(module: nn.Module, batches: Batches, *, speed: SpeedSettings) -> dict[str, Any]:

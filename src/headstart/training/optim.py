@@ -1,4 +1,8 @@
-"""Optimizers and the per-step learning-rate schedule (linear warm-up, then cosine)."""
+"""Optimizers and the per-step learning-rate schedules (linear warm-up, then the schedule).
+
+Every schedule is a small callable object in a ``LambdaLR``: its fields are ints and floats, so
+``LambdaLR.state_dict`` stores them and a checkpoint round-trips without unpickling code.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +14,17 @@ from typing import Any
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
-from headstart.config import Optimizer
+from headstart.config import Optimizer, Schedule
 from headstart.errors import ConfigError
 
-__all__ = ["WarmupCosine", "build_optimizer", "build_scheduler"]
+__all__ = [
+    "WarmupConstant",
+    "WarmupCosine",
+    "WarmupOneCycle",
+    "WarmupStep",
+    "build_optimizer",
+    "build_scheduler",
+]
 
 
 def build_optimizer(
@@ -55,11 +66,9 @@ def _can_fuse(groups: list[dict[str, Any]]) -> bool:
     )
 
 
-class WarmupCosine:
-    """LR factor for step ``s``: linear warm-up to 1 over ``warmup_steps``, then cosine to 0.
-
-    A callable object rather than a closure, so ``LambdaLR.state_dict`` stores its (int) fields.
-    """
+class _AfterWarmup:
+    """LR factor: linear warm-up to 1 over ``warmup_steps``, then :meth:`after` of the steps done
+    since and the steps that follow the warm-up."""
 
     def __init__(self, total_steps: int, warmup_steps: int) -> None:
         self.total_steps = int(total_steps)
@@ -68,20 +77,96 @@ class WarmupCosine:
     def __call__(self, step: int) -> float:
         if step < self.warmup_steps:
             return (step + 1) / (self.warmup_steps + 1)
-        span = max(1, self.total_steps - self.warmup_steps)
-        progress = min(1.0, (step - self.warmup_steps) / span)
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
+        return self.after(step - self.warmup_steps, max(1, self.total_steps - self.warmup_steps))
+
+    def after(self, done: int, span: int) -> float:
+        raise NotImplementedError
+
+
+class WarmupCosine(_AfterWarmup):
+    """LR factor for step ``s``: linear warm-up to 1 over ``warmup_steps``, then cosine to 0.
+
+    A callable object rather than a closure, so ``LambdaLR.state_dict`` stores its (int) fields.
+    """
+
+    def after(self, done: int, span: int) -> float:
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, done / span)))
+
+
+class WarmupConstant(_AfterWarmup):
+    """LR factor: linear warm-up to 1 over ``warmup_steps``, then 1 to the end."""
+
+    def after(self, done: int, span: int) -> float:
+        return 1.0
+
+
+class WarmupStep(_AfterWarmup):
+    """LR factor: linear warm-up to 1, then 10 times lower after each third of the steps that
+    follow (torchvision's reference recipe: x0.1 at epochs 30 and 60 of 90)."""
+
+    def after(self, done: int, span: int) -> float:
+        return 0.1 ** min(2, 3 * done // span)
+
+
+class WarmupOneCycle:
+    """LR factor of a one-cycle schedule (Smith; fastai's ``fit_one_cycle``, torch's
+    ``OneCycleLR``): a linear rise from ``1 / div`` to 1 over the warm-up, which lasts at least
+    ``pct_start`` of the steps (one-cycle's own warm-up), then cosine annealing down to
+    ``1 / (div * final_div)``.
+    """
+
+    def __init__(
+        self,
+        total_steps: int,
+        warmup_steps: int,
+        *,
+        pct_start: float = 0.3,
+        div: float = 25.0,
+        final_div: float = 1e4,
+    ) -> None:
+        self.total_steps = int(total_steps)
+        self.rise_steps = min(max(int(warmup_steps), round(pct_start * total_steps)),
+                              total_steps // 2)  # fmt: skip
+        self.start = 1.0 / float(div)
+        self.end = self.start / float(final_div)
+
+    def __call__(self, step: int) -> float:
+        if step < self.rise_steps:
+            return self.start + (1.0 - self.start) * step / self.rise_steps
+        span = max(1, self.total_steps - 1 - self.rise_steps)
+        progress = min(1.0, (step - self.rise_steps) / span)
+        return self.end + (1.0 - self.end) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+_SCHEDULES = {
+    Schedule.COSINE: WarmupCosine,
+    Schedule.ONECYCLE: WarmupOneCycle,
+    Schedule.STEP: WarmupStep,
+    Schedule.CONSTANT: WarmupConstant,
+}
 
 
 def build_scheduler(
-    optimizer: torch.optim.Optimizer, *, total_steps: int, warmup_steps: int
+    optimizer: torch.optim.Optimizer,
+    *,
+    total_steps: int,
+    warmup_steps: int,
+    schedule: Schedule | str = Schedule.COSINE,
 ) -> LambdaLR:
-    """Per-step schedule: linear warm-up over ``warmup_steps``, cosine decay to ~0 at the end.
+    """Per-step schedule: linear warm-up over ``warmup_steps``, then ``schedule``.
 
-    Call ``scheduler.step()`` after every optimizer step. Warm-up is capped at half of
-    ``total_steps`` so that some decay always happens.
+    ``cosine`` decays to ~0 at the end; ``onecycle`` rises from lr/25 over at least 30% of the
+    steps and anneals to lr/25e4 (see :class:`WarmupOneCycle`); ``step`` divides by 10 after each
+    third of the steps after the warm-up; ``constant`` stays at the lr. Call
+    ``scheduler.step()`` after every optimizer step. Warm-up is capped at half of
+    ``total_steps`` so that some of the schedule always runs.
     """
     if total_steps < 1:
         raise ConfigError(f"the schedule needs at least one step, got {total_steps}.")
+    try:
+        kind = Schedule(schedule)
+    except ValueError:
+        words = ", ".join(s.value for s in Schedule)
+        raise ConfigError(f"unknown schedule {schedule!r}; use one of {words}.") from None
     warmup = max(0, min(int(warmup_steps), total_steps // 2))
-    return LambdaLR(optimizer, WarmupCosine(total_steps, warmup))
+    return LambdaLR(optimizer, _SCHEDULES[kind](total_steps, warmup))

@@ -10,6 +10,7 @@ precision.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +18,7 @@ import torch
 from lightning.fabric import Fabric
 from torch import nn
 
-from headstart.config import BnStats, Optimizer
+from headstart.config import BnStats, Optimizer, Schedule
 from headstart.speed.depthwise import has_depthwise
 from headstart.speed.settings import SpeedSettings, prefers_channels_last
 from headstart.speed.trial import training_candidates, tune_speed
@@ -42,8 +43,9 @@ class OptimSettings:
         weight_decay: Applied to weights, not to biases and norm parameters.
         backbone_lr_factor: Body learning rate = the head's times this factor...
         layer_decay: ...times this per stage counted back from the last one.
-        warmup_epochs: Linear warm-up before the cosine decay (at most half of a phase).
+        warmup_epochs: Linear warm-up before the schedule (at most half of a phase).
         label_smoothing: Of the training loss (validation loss is plain cross-entropy).
+        schedule: What the learning rate does after the warm-up (``training.optim``).
     """
 
     optimizer: Optimizer = Optimizer.ADAMW
@@ -53,16 +55,21 @@ class OptimSettings:
     layer_decay: float = 0.7
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.1
+    schedule: Schedule = Schedule.COSINE
 
 
 @dataclass
 class PhaseSetup:
-    """A phase ready to train: the wrapped module, its optimizer and schedule, speed settings."""
+    """A phase ready to train: the wrapped module, its optimizer and schedule, speed settings.
+
+    ``trained`` is the module before Fabric wrapped it (the model, or its head on features).
+    """
 
     module: nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
     speed: SpeedSettings
+    trained: nn.Module
 
 
 def setup_phase(
@@ -76,6 +83,7 @@ def setup_phase(
     bn: BnStats,
     auto_speed: bool,
     saved_speed: dict[str, Any] | None = None,
+    accumulate: int = 1,
 ) -> PhaseSetup:
     """Freeze for ``phase``, build optimizer + schedule, pick the speed settings, set up Fabric.
 
@@ -83,6 +91,7 @@ def setup_phase(
         auto_speed: Time the candidate speed settings (``--precision auto``); otherwise Fabric
             applies the precision and only the layout is chosen.
         saved_speed: Speed settings from the checkpoint being resumed (used instead of a trial).
+        accumulate: Batches per optimizer step: the schedule counts optimizer steps.
     """
     set_trainable_stages(model, spec, phase.trainable_stages, bn=bn)
     model.to(fabric.device)  # before the optimizer (fused kernels depend on the device) + trial
@@ -94,14 +103,16 @@ def setup_phase(
         groups, optim.optimizer, lr=phase.lr, momentum=optim.momentum,
         weight_decay=optim.weight_decay,
     )  # fmt: skip
-    steps = len(batches.train)
+    steps = math.ceil(len(batches.train) / max(1, accumulate))  # optimizer steps per epoch
     total = max(1, phase.epochs * steps)
     warmup = round(optim.warmup_epochs * steps)
     if warmup > total // 2:
         logger.info(
             "warm-up of %d steps shortened to %d (half of phase %s)", warmup, total // 2, phase.name
         )
-    scheduler = build_scheduler(optimizer, total_steps=total, warmup_steps=warmup)
+    scheduler = build_scheduler(
+        optimizer, total_steps=total, warmup_steps=warmup, schedule=optim.schedule
+    )
     module = batches.module(model, spec)
     if saved_speed is not None:
         speed = SpeedSettings(**saved_speed)
@@ -109,7 +120,7 @@ def setup_phase(
         speed = choose_speed(fabric, model, spec, phase, batches, bn=bn, auto=auto_speed)
     speed.prepare_model(module)  # memory format only: compile is not a training candidate
     wrapped, fabric_optimizer = fabric.setup(module, optimizer)
-    return PhaseSetup(wrapped, fabric_optimizer, scheduler, speed)
+    return PhaseSetup(wrapped, fabric_optimizer, scheduler, speed, module)
 
 
 def choose_speed(

@@ -1,8 +1,9 @@
 """Resuming: which checkpoint to continue from, whether it fits this run, and where to restart.
 
 ``last.pt`` holds the model, optimizer, schedule, phase position, steps done in the current epoch,
-early-stopping and best state, history, the global RNG states and the training batches' generator
-state at the start of the epoch. Resuming replays the epoch's sample order from that generator,
+early-stopping and best state, history, the global RNG states, the training batches' generator
+state at the start of the epoch, the phase's weight average (EMA, when on) and the learning-rate
+trace. Resuming replays the epoch's sample order from that generator,
 skips the batches already trained and restores the RNG states, so a run on the CPU with
 ``num_workers=0`` ends with the same weights, bit for bit, however often it was killed.
 """
@@ -61,6 +62,7 @@ class ResumePoint:
     rng: dict[str, Any] | None = None
     loader_generator: torch.Tensor | None = None
     speed: dict[str, Any] | None = None
+    ema: dict[str, Any] | None = None
 
     @property
     def mid_phase(self) -> bool:
@@ -119,6 +121,7 @@ def resume_point(
         rng=state["rng"],
         loader_generator=state["loader_generator"],
         speed=speed if same else None,
+        ema=state.get("ema"),
     )
     if state.get("within_epoch") is not None:
         point.within = EpochProgress.from_state_dict(state["within_epoch"])

@@ -132,8 +132,9 @@ def _warnings(report: AuditReport, imbalance_ratio: float) -> list[str]:
         small = min((c for c in train if train[c] > 0), key=lambda c: train[c])
         warnings.append(
             f"classes are imbalanced: {big} has {train[big]} training images, {small} has "
-            f"{train[small]} (over {imbalance_ratio:g}x); consider more images of the small "
-            "classes or class weights."
+            f"{train[small]} (over {imbalance_ratio:g}x); add images of the small classes, or "
+            "train with --class-weights balanced or --sampler balanced, and pick the best epoch "
+            "by --monitor val_f1."
         )
     for split in ("val", "test"):
         counts = report.counts[split]

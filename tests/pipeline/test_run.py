@@ -108,3 +108,46 @@ def test_resume_keeps_the_speed_choice_unless_precision_changes(
     assert fp32.notes[-1].startswith("speed: full phase fp32")  # chosen again, not bf16
     kept = resume_run(tmp_path / "again")
     assert kept.notes[-1].startswith("speed: full phase bf16")  # from the checkpoint
+
+
+def test_a_budget_plans_the_run_and_says_how_it_went(data, tmp_path: Path) -> None:
+    import yaml
+
+    folder, weights = data
+    config = TrainConfig(
+        data=str(folder), model=TINY_MODEL, weights=str(weights), accelerator="cpu",
+        out=str(tmp_path / "run"), budget="2m",
+    )  # fmt: skip
+    result = train_run(config, {"out": "cli", "model": "cli", "weights": "cli", "budget": "cli"})
+    plan = next(n for n in result.notes if n.startswith("budget plan:"))
+    assert "expected" in plan and "of 120s" in plan
+    assert result.notes[-1].startswith("budget 2m: the command took")
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert {saved["source"][k] for k in ("image_size", "epochs", "strategy")} == {"budget"}
+    assert saved["settings"]["image_size"] in (64, 96, 128, 160, 192, 224)
+
+
+def test_a_budget_keeps_the_users_image_size(data, tmp_path: Path) -> None:
+    import yaml
+
+    folder, weights = data
+    config = _config(folder, weights, tmp_path / "run", budget="2m", epochs=3)
+    origin = {"out": "cli", "image_size": "cli", "epochs": "cli", "budget": "cli"}
+    train_run(config, origin)
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert saved["settings"]["image_size"] == 32 and saved["settings"]["epochs"] == 3
+    assert saved["source"]["image_size"] == "cli" and saved["source"]["batch_size"] == "budget"
+
+
+def test_lr_auto_sweeps_the_first_phase_and_keeps_the_rate(data, tmp_path: Path) -> None:
+    import yaml
+
+    folder, weights = data
+    config = _config(folder, weights, tmp_path / "run", lr="auto")
+    result = train_run(config, {"out": "cli", "lr": "cli"})
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    lr = saved["settings"]["lr"]
+    assert isinstance(lr, float) and 1e-7 <= lr <= 10 and saved["source"]["lr"] == "auto"
+    assert (tmp_path / "run" / "lr_find.png").is_file()
+    assert any(n.startswith(f"learning rate {lr:g} for the head phase") for n in result.notes)
+    assert result.history[0]["lr"] <= lr  # the head phase warms up to the rate found

@@ -1,0 +1,103 @@
+"""The batches of each phase of a run, made when the phase starts."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from headstart.config import TrainConfig
+from headstart.pipeline.notes import Notes
+
+if TYPE_CHECKING:
+    from lightning.fabric import Fabric
+    from torch import nn
+    from torch.utils.data import Dataset
+
+    from headstart.data.folders import DataSplits
+    from headstart.preprocessing import PreprocessSpec
+    from headstart.training.batches import PhaseBatches
+    from headstart.training.strategies import Phase
+    from headstart.zoo.spec import BackboneSpec
+
+__all__ = ["PhaseData"]
+
+
+class PhaseData:
+    """The batches of each phase, made when the phase starts.
+
+    With the cache on, a phase that trains the head only trains on cached features (the frozen
+    body runs once per image); other phases train on decoded, augmented images, read from the
+    decoded-image cache when it is on.
+    """
+
+    def __init__(
+        self,
+        fabric: Fabric,
+        config: TrainConfig,
+        splits: DataSplits,
+        model: nn.Module,
+        spec: BackboneSpec,
+        pre: PreprocessSpec,
+        notes: Notes,
+    ) -> None:
+        self.fabric, self.config, self.splits = fabric, config, splits
+        self.model, self.spec, self.pre, self.notes = model, spec, pre, notes
+        self._images: PhaseBatches | None = None
+
+    def on_features(self, phase: Phase) -> bool:
+        """Whether ``phase`` trains on cached features."""
+        return self.config.cache and phase.trainable_stages == 0
+
+    def __call__(self, phase: Phase) -> PhaseBatches:
+        if self.on_features(phase):
+            return self._features(phase)
+        if self._images is None:
+            self._images = self._image_batches()
+        return self._images
+
+    def _image_batches(self) -> PhaseBatches:
+        from headstart.data.datasets import ImageDataset
+        from headstart.data.transforms import build_eval_transform, build_train_transform
+        from headstart.training.batches import ImageBatches
+
+        config, splits, pre = self.config, self.splits, self.pre
+        augment = {"hflip": config.hflip is not False, "random_erasing": config.random_erasing}
+        if config.cache:  # decode and resize each image once; epochs read uint8 from disk
+            from headstart.data.image_cache import CachedImageDataset
+
+            train: Dataset = CachedImageDataset(splits.train, pre, config.augment.value, **augment)
+            val: Dataset = CachedImageDataset(splits.val, pre, None)
+        else:
+            transform = build_train_transform(pre, config.augment.value, **augment)
+            train = ImageDataset(splits.train, transform)
+            val = ImageDataset(splits.val, build_eval_transform(pre))
+        return ImageBatches.create(
+            self.fabric, train, val, batch_size=config.batch_size,
+            num_workers=config.num_workers, seed=config.seed, sampler=config.sampler,
+        )  # fmt: skip
+
+    def _features(self, phase: Phase) -> PhaseBatches:
+        from headstart.speed.settings import describe
+        from headstart.training.batches import FeatureBatches
+        from headstart.training.features import extract_features, extraction_settings
+
+        config, splits, model = self.config, self.splits, self.model
+        model.to(self.fabric.device)
+        settings = extraction_settings(model, self.spec, self.pre.input_size)
+        common: dict[str, Any] = {
+            "batch_size": max(config.batch_size, 64), "settings": settings,
+            "num_workers": config.num_workers,
+        }  # fmt: skip
+        train = extract_features(model, self.spec, splits.train, self.pre, **common)
+        val = extract_features(model, self.spec, splits.val, self.pre, **common)
+        reused = train.from_cache and val.from_cache
+        self.notes.add(
+            f"feature cache: {'reused' if reused else 'computed'} features of "
+            f"{len(splits.train) + len(splits.val)} images ({train.folder.parent}; body run in "
+            f"{describe(settings)}, the fastest in a timed trial on this machine); the "
+            f"{phase.name} phase trains on un-augmented features (--no-cache trains with "
+            "augmentation)"
+        )
+        return FeatureBatches.create(
+            self.fabric, model, self.spec, train, val, batch_size=config.batch_size,
+            seed=config.seed, sampler=config.sampler,
+        )  # fmt: skip

@@ -1,0 +1,46 @@
+"""From the user's settings to the engine's: the phase plan and the engine settings."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from headstart.config import AUTO, TrainConfig
+
+if TYPE_CHECKING:
+    from headstart.training.engine import EngineSettings
+    from headstart.training.strategies import Phase
+    from headstart.zoo.spec import BackboneSpec
+
+__all__ = ["engine_settings", "plan_phases_for"]
+
+
+def plan_phases_for(config: TrainConfig, spec: BackboneSpec) -> list[Phase]:
+    """The phases of ``config``; under ``lr: auto`` (not swept yet) rates are relative to 1."""
+    from headstart.training.strategies import plan_phases
+
+    lr = 1.0 if config.lr == AUTO else float(config.lr)
+    return plan_phases(
+        config.strategy, spec, epochs=config.epochs, head_epochs=config.head_epochs,
+        unfreeze_stages=config.unfreeze_stages, lr=lr,
+    )  # fmt: skip
+
+
+def engine_settings(config: TrainConfig, *, num_classes: int) -> EngineSettings:
+    """The engine's own settings, from the user's (``lr`` must be a number by now)."""
+    from headstart.training.engine import EngineSettings
+    from headstart.training.phase import OptimSettings
+
+    optim = OptimSettings(
+        optimizer=config.optimizer, momentum=config.momentum, weight_decay=config.weight_decay,
+        backbone_lr_factor=config.backbone_lr_factor, layer_decay=config.layer_decay,
+        warmup_epochs=config.warmup_epochs, label_smoothing=config.label_smoothing,
+        schedule=config.schedule,
+    )  # fmt: skip
+    return EngineSettings(
+        seed=config.seed, optim=optim, monitor=config.monitor, patience=config.patience,
+        bn=config.bn_stats, auto_speed=config.precision == "auto", precision=config.precision,
+        checkpoint_every_steps=config.checkpoint_every_steps, mixup=config.mixup,
+        cutmix=config.cutmix, ema=config.ema, ema_decay=config.ema_decay,
+        accumulate=config.accumulate, clip_grad=config.clip_grad,
+        class_weights=config.class_weights, num_classes=num_classes,
+    )  # fmt: skip

@@ -1,0 +1,266 @@
+"""Train a run, or resume one: the steps in order, each delegated to the layer that owns it."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from headstart.config import AUTO, TrainConfig
+from headstart.errors import CheckpointError
+from headstart.pipeline.auto_lr import resolve_auto_lr
+from headstart.pipeline.finish import (
+    model_meta,
+    note_budget,
+    note_speed,
+    test_metrics,
+    write_run_report,
+)
+from headstart.pipeline.notes import Notes
+from headstart.pipeline.phase_data import PhaseData
+from headstart.pipeline.recipe import engine_settings, plan_phases_for
+from headstart.run_folder import RunFolder
+from headstart.training.callbacks import Callback, CallbackList
+
+if TYPE_CHECKING:
+    from lightning.fabric import Fabric
+    from torch import nn
+
+    from headstart.data.audit import AuditReport
+    from headstart.data.folders import DataSplits
+    from headstart.preprocessing import PreprocessSpec
+    from headstart.training.engine import TrainResult
+    from headstart.zoo.spec import BackboneSpec
+
+__all__ = ["RunResult", "resume_run", "train_run"]
+
+
+@dataclass
+class RunResult:
+    """What a finished run produced."""
+
+    run_dir: Path
+    model_dir: Path
+    classes: tuple[str, ...]
+    history: list[dict[str, Any]]
+    best_epoch: int
+    best_metrics: dict[str, Any]
+    test_metrics: dict[str, Any] | None
+    model: nn.Module
+    preprocessing: PreprocessSpec
+    spec: BackboneSpec
+    notes: list[str] = field(default_factory=list)
+
+
+def train_run(
+    config: TrainConfig,
+    origin: dict[str, str] | None = None,
+    *,
+    callbacks: Sequence[Callback] = (),
+    started: float | None = None,
+) -> RunResult:
+    """Train a classifier as ``config`` says and write its run folder.
+
+    Args:
+        config: Effective settings.
+        origin: Where each setting came from (for ``config.yaml``); all "default" if omitted.
+        callbacks: Told about phases, steps, epochs and notes (renamed folder, made splits, ...).
+        started: ``time.monotonic()`` when the command began, which ``config.budget`` counts
+            from (default: now; the CLI passes its process's start).
+    """
+    from headstart.data.folders import load_splits
+
+    started = time.monotonic() if started is None else started
+    origin = origin or dict.fromkeys(config.to_dict(), "default")
+    notes = Notes(CallbackList(callbacks))
+    fabric = fabric_for(config)  # an accelerator this machine lacks fails before any work
+    splits = load_splits(
+        config.data, val_fraction=config.val_fraction, test_fraction=config.test_fraction,
+        seed=config.seed,
+    )  # fmt: skip
+    _refuse_out_in_data(config.out, splits)
+    report = _audit(splits, config, notes)
+    splits = report.clean_splits()
+    model, spec = create_model(config, num_classes=len(splits.classes))
+    if config.budget is not None:
+        from headstart.pipeline.planning import apply_budget
+
+        config, origin, _ = apply_budget(
+            config, origin, fabric=fabric, model=model, spec=spec, splits=splits, notes=notes,
+            started=started,
+        )  # fmt: skip
+    run, renamed = RunFolder.create(config.out, explicit=origin.get("out") != "default")
+    if renamed:
+        notes.add(renamed)
+    if splits.origin.get("layout") in ("split", "cifar10") or splits.origin.get(
+        "carved_from_train"
+    ):
+        notes.add(
+            f"validation split made from the training images (seed {config.seed}): "
+            f"{len(splits.train)} train / {len(splits.val)} val / {len(splits.test)} test; "
+            f"saved in {RunFolder.SPLITS}"
+        )
+    run.save_splits(splits)
+    run.save_data_report(report.to_dict())
+    run.save_config(config, origin)
+    return _train_and_save(
+        fabric, config, splits, model, spec, run, notes, callbacks, resume=False, started=started
+    )
+
+
+def resume_run(
+    run_dir: str | Path,
+    overrides: dict[str, Any] | None = None,
+    *,
+    callbacks: Sequence[Callback] = (),
+) -> RunResult:
+    """Continue the run in ``run_dir`` from its last checkpoint, with its saved settings and splits.
+
+    Args:
+        run_dir: A run folder written by :func:`train_run`.
+        overrides: Settings that may change on resume (``config.RESUME_FREE`` and
+            ``config.RESUME_INEXACT``); others make the checkpoint refuse to load.
+        callbacks: As for :func:`train_run`.
+
+    Raises:
+        ConfigError: If ``run_dir`` is not a run folder.
+        CheckpointError: If no usable checkpoint is there or it does not match the settings.
+    """
+    run = RunFolder.open(run_dir)
+    config, _ = run.load_config(**(overrides or {}))
+    fabric = fabric_for(config)
+    if not run.has_checkpoint():
+        raise CheckpointError(
+            f"{run_dir} has no checkpoint to resume from (it stopped before its first epoch "
+            "ended); start the run again."
+        )
+    splits = run.read_splits()  # already without the skipped files
+    model, spec = create_model(config, num_classes=len(splits.classes))
+    notes = Notes(CallbackList(callbacks))
+    notes.add(f"resuming the run in {run_dir} from its last checkpoint")
+    return _train_and_save(
+        fabric, config, splits, model, spec, run, notes, callbacks, resume=True,
+        started=time.monotonic(),
+    )  # fmt: skip
+
+
+def _refuse_out_in_data(out: str, splits: DataSplits) -> None:
+    """The run folder must not lie among the images (it may sit beside ``train/`` and ``val/``)."""
+    from headstart.files import refuse_inside
+
+    for root in splits.image_roots():
+        refuse_inside(out, root)
+
+
+def _audit(splits: DataSplits, config: TrainConfig, notes: Notes) -> AuditReport:
+    """Decode every image once (read-only); refuse unusable data, note skipped files."""
+    from headstart.data.audit import audit_splits
+
+    report = audit_splits(splits)
+    report.raise_if_unusable(config.max_bad_fraction)
+    if report.num_bad_samples:
+        notes.add(
+            f"skipping {report.num_bad_samples} of {report.num_samples} images that cannot be "
+            f"used; they are listed in {RunFolder.DATA_REPORT}"
+        )
+    for warning in report.warnings[:5]:
+        notes.add(warning)
+    if len(report.warnings) > 5:
+        notes.add(f"{len(report.warnings) - 5} more data warning(s) in {RunFolder.DATA_REPORT}")
+    return report
+
+
+def create_model(config: TrainConfig, *, num_classes: int) -> tuple[nn.Module, BackboneSpec]:
+    """Build the pretrained model with a new seeded head; check the strategy fits the model."""
+    import torch
+
+    from headstart.surgery import replace_head
+    from headstart.zoo import create_backbone
+
+    model, spec = create_backbone(config.model, pretrained=True, weights_file=config.weights)
+    plan_phases_for(config, spec)  # fails early on --unfreeze-stages beyond the model's stages
+    torch.manual_seed(config.seed)
+    return replace_head(model, spec, num_classes), spec
+
+
+def fabric_for(config: TrainConfig) -> Fabric:
+    from headstart.training.devices import create_fabric
+
+    return create_fabric(config.accelerator, config.precision)
+
+
+def _train_and_save(
+    fabric: Fabric,
+    config: TrainConfig,
+    splits: DataSplits,
+    model: nn.Module,
+    spec: BackboneSpec,
+    run: RunFolder,
+    notes: Notes,
+    callbacks: Sequence[Callback],
+    *,
+    resume: bool,
+    started: float,
+) -> RunResult:
+    from headstart.artifact import LoadedModel, save_model_dir
+    from headstart.speed.allocator import keep_freed_memory
+    from headstart.training.engine import train_phases
+
+    classes = tuple(splits.classes)
+    pre = spec.preprocessing.with_size(config.image_size)
+    data = PhaseData(fabric, config, splits, model, spec, pre, notes)
+    if config.lr == AUTO:
+        config = resolve_auto_lr(config, data, run, notes)
+    with ExitStack() as stack:
+        stack.enter_context(keep_freed_memory())  # page faults cost 20-35% of a CPU step
+        listeners = [notes, *callbacks]
+        if config.tensorboard:
+            from headstart.training.tensorboard import TensorBoardLogger
+
+            listeners.append(stack.enter_context(TensorBoardLogger(run.tensorboard_dir)))
+        settings = engine_settings(config, num_classes=len(classes))
+        result = train_phases(
+            fabric, model, spec, plan_phases_for(config, spec), data, settings,
+            folder=run, run_config=config.to_dict(), callbacks=CallbackList(listeners),
+            resume=resume,
+        )  # fmt: skip
+    _note_outcome(result, [p.name for p in result.phases if not data.on_features(p)], config,
+                  run, notes)  # fmt: skip
+    model = result.model.cpu().eval()
+    loaded = LoadedModel(model=model, classes=classes, preprocessing=pre, name=spec.name)
+    tested, evaluated = test_metrics(loaded, splits, config.batch_size)
+    best = {k: v for k, v in result.best_metrics.items() if isinstance(v, (int, float, str))}
+    model_dir = save_model_dir(
+        run.model_dir, model, spec=spec, classes=classes, preprocessing=pre,
+        extra=model_meta(config, splits, result, best, tested),
+    )  # fmt: skip
+    write_run_report(run, evaluated, splits)
+    if config.budget is not None and not resume:
+        note_budget(config.budget, started, notes)
+    return RunResult(
+        run_dir=run.path, model_dir=model_dir, classes=classes, history=result.history,
+        best_epoch=result.best_epoch, best_metrics=best, test_metrics=tested,
+        model=model, preprocessing=pre, spec=spec, notes=notes.messages,
+    )  # fmt: skip
+
+
+def _note_outcome(
+    result: TrainResult, image_phases: list[str], config: TrainConfig, run: RunFolder, notes: Notes
+) -> None:
+    """Tell the user how training went: speed settings, EMA, divergence, broken images."""
+    note_speed(result, image_phases, config, notes)
+    if result.ema_used:
+        notes.add(f"the saved weights are the moving average (--ema) of epoch {result.best_epoch}")
+    if result.diverged:
+        notes.add(result.diverged, level=logging.WARNING)
+    if result.failures:
+        notes.add(
+            f"{len(result.failures)} image(s) broke during training and were replaced; see "
+            f"{run.data_report_file}",
+            level=logging.WARNING,
+        )
+        run.add_run_failures(result.failures)

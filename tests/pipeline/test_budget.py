@@ -43,8 +43,7 @@ def test_more_time_never_gives_a_worse_plan() -> None:
     scores = []
     for left in (40, 80, 160, 320, 640, 1280):
         plan = plan_budget(left, SMALL, speeds(), model_size=224)
-        scores.append(expected_score(plan.image_size, plan.epochs - plan.head_epochs,
-                                     SMALL.n_train, 224))  # fmt: skip
+        scores.append(expected_score(plan.image_size, plan.epochs - plan.head_epochs, 224))
     assert scores == sorted(scores) and scores[-1] > scores[0]
 
 

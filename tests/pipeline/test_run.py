@@ -57,6 +57,9 @@ def test_two_phase_trains_its_head_phase_on_cached_features(data, tmp_path: Path
     assert [row["phase"] for row in result.history] == ["head", "full", "full"]
     assert any("head phase trains on un-augmented features" in n for n in result.notes)
     assert any(n.startswith("speed: full phase") for n in result.notes)
+    recipe = next(n for n in result.notes if n.startswith("recipe: "))
+    assert "head 1 epoch at lr 0.01, then full 2 epochs at lr 0.001" in recipe, recipe
+    assert "32 px" in recipe and "augment light with flips" in recipe and "--no-hflip" in recipe
     assert (tmp_path / "run" / "metrics.csv").read_text().count("\n") == 1 + 3
     last = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
     assert last["epoch"] == 3 and [r["phase"] for r in last["history"]] == ["head", "full", "full"]

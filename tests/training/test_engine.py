@@ -11,7 +11,10 @@ from .helpers import bright_dark, run_engine, tiny_model
 
 class Recorder(Callback):
     def __init__(self) -> None:
-        self.rows, self.batches, self.phases = [], [], []
+        self.rows, self.batches, self.phases, self.plans = [], [], [], []
+
+    def on_plan(self, phases) -> None:
+        self.plans.append([(p.name, p.epochs) for p in phases])
 
     def on_phase_start(self, phase, *, index, num_phases) -> None:
         self.phases.append((phase.name, index, num_phases))
@@ -34,6 +37,7 @@ def test_feature_extract_learns_and_writes_run_folder(tmp_path):
     result = train(tmp_path, strategy="feature-extract", callbacks=seen)
     assert len(result.history) == 3 and seen.rows == result.history
     assert seen.phases == [("head", 0, 1)]
+    assert seen.plans == [[("head", 3)]]  # told once, before the first phase, with every phase
     assert [r["epoch"] for r in result.history] == [1, 2, 3]
     assert result.history[-1]["train_acc"] >= 0.9
     assert result.best_metrics["val_acc"] >= 0.9

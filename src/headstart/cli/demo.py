@@ -10,8 +10,8 @@ import typer
 
 def demo(
     out: Annotated[str, typer.Option("--out", "-o", help="Run folder.")] = "runs/demo",
-    epochs: Annotated[int, typer.Option(min=2, help="Total epochs (head first, then all).")] = 6,
-    image_size: Annotated[int, typer.Option(min=32, help="Input size in pixels.")] = 96,
+    epochs: Annotated[int, typer.Option(min=2, help="Total epochs (head first, then all).")] = 8,
+    image_size: Annotated[int, typer.Option(min=32, help="Input size in pixels.")] = 64,
     data_dir: Annotated[
         Path | None,
         typer.Option(help="Where to write the demo images [default: headstart's cache]."),
@@ -35,10 +35,9 @@ def demo(
         "model": "bundled:efficientnet_lite0",
         "strategy": "two-phase",
         "epochs": epochs,
-        "head_epochs": max(1, epochs // 2),
+        "head_epochs": min(2, epochs - 1),
         "image_size": image_size,
         "batch_size": 32,
-        "lr": 3e-3,
         "out": out,
     }
     cfg, origin = build_config(cli_values=values)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from rich.progress import TaskID
 
     from headstart.pipeline import RunResult
+    from headstart.training.strategies import Phase
 
 _D = TrainConfig()
 
@@ -252,6 +253,9 @@ class _Progress(Callback):
             transient=True,
         )
         self.task: TaskID | None = None
+
+    def on_plan(self, phases: Sequence[Phase]) -> None:
+        self.total_epochs = sum(p.epochs for p in phases)  # a --budget plan may have changed it
 
     def on_batch_end(self, batch: BatchEnd) -> None:
         if self.task is None:

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from headstart.training.strategies import Phase
     from headstart.zoo.spec import BackboneSpec
 
-__all__ = ["engine_settings", "plan_phases_for"]
+__all__ = ["describe_recipe", "engine_settings", "plan_phases_for"]
 
 
 def plan_phases_for(config: TrainConfig, spec: BackboneSpec) -> list[Phase]:
@@ -44,3 +44,35 @@ def engine_settings(config: TrainConfig, *, num_classes: int) -> EngineSettings:
         accumulate=config.accumulate, clip_grad=config.clip_grad,
         class_weights=config.class_weights, num_classes=num_classes,
     )  # fmt: skip
+
+
+def describe_recipe(config: TrainConfig, spec: BackboneSpec) -> str:
+    """One line for the user: the recipe this run trains with (the report's settings say more)."""
+    from headstart.config import Augment, BnStats
+
+    phases = ", then ".join(
+        f"{p.name} {p.epochs} epoch{'s' if p.epochs != 1 else ''} at lr {p.lr:.3g}"
+        for p in plan_phases_for(config, spec)
+    )
+    body = f"body x{config.backbone_lr_factor:g}, layer decay {config.layer_decay:g}"
+    augment = Augment(config.augment).value
+    if augment != "none":
+        augment += " with flips" if config.hflip is not False else " without flips"
+    extras = [
+        f"{name} {value:g}" for name, value in (
+            ("mixup", config.mixup), ("cutmix", config.cutmix),
+            ("random erasing", config.random_erasing), ("clip-grad", config.clip_grad),
+        ) if value
+    ]  # fmt: skip
+    extras += ["ema"] if config.ema else []
+    extras += [f"accumulate {config.accumulate}"] if config.accumulate > 1 else []
+    size = config.image_size or spec.preprocessing.input_size
+    text = (
+        f"recipe: {config.strategy.value}, {phases} ({body}); {size} px, "
+        f"batch {config.batch_size}, {config.optimizer.value}, {config.schedule.value} schedule, "
+        f"augment {augment}, BatchNorm statistics {BnStats(config.bn_stats).value}"
+    )
+    text += "".join(f", {e}" for e in extras)
+    if augment != "none" and config.hflip is True:
+        text += " (--no-hflip if a mirror image is another class: text, digits)"
+    return text

@@ -22,7 +22,7 @@ from headstart.pipeline.finish import (
 )
 from headstart.pipeline.notes import Notes
 from headstart.pipeline.phase_data import PhaseData
-from headstart.pipeline.recipe import engine_settings, plan_phases_for
+from headstart.pipeline.recipe import describe_recipe, engine_settings, plan_phases_for
 from headstart.run_folder import RunFolder
 from headstart.training.callbacks import Callback, CallbackList
 
@@ -215,6 +215,7 @@ def _train_and_save(
     data = PhaseData(fabric, config, splits, model, spec, pre, notes)
     if config.lr == AUTO:
         config = resolve_auto_lr(config, data, run, notes)
+    notes.add(describe_recipe(config, spec))
     with ExitStack() as stack:
         stack.enter_context(keep_freed_memory())  # page faults cost 20-35% of a CPU step
         listeners = [notes, *callbacks]

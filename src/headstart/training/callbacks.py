@@ -8,7 +8,7 @@ per concern through their call chains.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +37,9 @@ class BatchEnd:
 class Callback:
     """Training events; override the hooks you need."""
 
+    def on_plan(self, phases: Sequence[Phase]) -> None:
+        """Training starts (or resumes) with these phases."""
+
     def on_phase_start(self, phase: Phase, *, index: int, num_phases: int) -> None:
         """A phase (``index`` counts from 0) starts or resumes."""
 
@@ -55,6 +58,10 @@ class CallbackList(Callback):
 
     def __init__(self, callbacks: Iterable[Callback] = ()) -> None:
         self.callbacks = list(callbacks)
+
+    def on_plan(self, phases: Sequence[Phase]) -> None:
+        for callback in self.callbacks:
+            callback.on_plan(phases)
 
     def on_phase_start(self, phase: Phase, *, index: int, num_phases: int) -> None:
         for callback in self.callbacks:

@@ -120,6 +120,7 @@ def train_phases(
         EarlyStopping(settings.monitor, patience=settings.patience),
     )  # fmt: skip
     folder.sweep_temporaries()
+    run.callbacks.on_plan(run.phases)
     start = _resume(run) if resume else ResumePoint()
     stopped, diverged = run.stopper.stopped, None
     try:

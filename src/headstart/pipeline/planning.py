@@ -29,33 +29,60 @@ __all__ = ["apply_budget", "measure_speeds"]
 
 PLANNED = ("image_size", "strategy", "epochs", "head_epochs", "batch_size")
 """Settings the planner decides when the user did not set them."""
-STEP_EFFICIENCY = 0.8
-"""A training epoch runs at about this fraction of the bare forward + backward speed (data
-loading, augmentation, the optimizer step): 135 img/s in epochs against 162 bare at 96 px here."""
-_TIMED_BATCH = 16
+STEP_EFFICIENCY = 1.0
+"""Training epochs run at about this fraction of the timed forward + backward speed (data loading,
+augmentation and the optimizer step cost about what the short timing overstates): in epochs 207,
+128 and 86 img/s at 64, 96 and 128 px, timed 216, 117 and 78 (EfficientNet-Lite0, batch 32)."""
+ANCHOR = 128
+"""The second image size timed (or the largest candidate below it)."""
 _DECODE_SAMPLE = 24
 
 
 def measure_speeds(
-    fabric: Fabric, model: nn.Module, sizes: Sequence[int], samples: Sequence[str]
+    fabric: Fabric,
+    model: nn.Module,
+    sizes: Sequence[int],
+    samples: Sequence[str],
+    *,
+    batch_size: int = 32,
 ) -> Speeds:
-    """Training and inference images/s at the ends of ``sizes``; decoding images/s."""
+    """Training and inference images/s at the ends of ``sizes``; decoding images/s.
+
+    At the smallest size every setting the speed trial would try is timed and the fastest kept
+    (the trial picks it again in training); a second size, the largest up to ``ANCHOR`` px, is
+    timed with that setting only. Larger sizes are extrapolated (cheaper than timing them, and
+    timing a large size with a handful of steps was less accurate here than extrapolating).
+    """
     import torch
 
-    from headstart.speed.settings import SpeedSettings, prefers_channels_last
-    from headstart.speed.trial import time_candidates
+    from headstart.speed.depthwise import has_depthwise
+    from headstart.speed.settings import prefers_channels_last
+    from headstart.speed.trial import time_candidates, training_candidates
 
     model.to(fabric.device)
-    settings = SpeedSettings(fabric.device.type, channels_last=prefers_channels_last(model))
-    ends = sorted({min(sizes), max(sizes)})
+    device = fabric.device.type
+    candidates = training_candidates(
+        device, conv=prefers_channels_last(model), depthwise=has_depthwise(model)
+    )
+    small = min(sizes)
+    large = max([s for s in sizes if s <= ANCHOR] or [small])
     train, infer = {}, {}
-    for size in ends:
-        x = torch.randn(_TIMED_BATCH, 3, size, size, generator=torch.Generator().manual_seed(0))
+    modes = {m: m.training for m in model.modules()}
+    model.train()
+    for module in model.modules():  # BatchNorm statistics stay pretrained (the default)
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.eval()
+    for size in sorted({small, large}):
+        x = torch.randn(batch_size, 3, size, size, generator=torch.Generator().manual_seed(0))
         x = x.to(fabric.device)
-        (step, _), = time_candidates(model, x, [settings], mode="train", steps=2)
-        (forward, _), = time_candidates(model, x, [settings], mode="infer", steps=2)
-        train[size] = STEP_EFFICIENCY * _TIMED_BATCH / step
-        infer[size] = _TIMED_BATCH / forward
+        timed = time_candidates(model, x, candidates, mode="train", steps=2)
+        step, best = min(timed, key=lambda t: t[0])
+        candidates = [best]  # the larger size: the winner only
+        (forward, _), = time_candidates(model, x, candidates, mode="infer", steps=2)
+        train[size] = STEP_EFFICIENCY * batch_size / step
+        infer[size] = batch_size / forward
+    for module, training in modes.items():
+        module.training = training
     return Speeds(_interpolate(train), _interpolate(infer), _decode_rate(samples))
 
 
@@ -71,6 +98,8 @@ def _decode_rate(paths: Sequence[str]) -> float:
     from headstart.data.images import decode_image
 
     sample = list(paths)[:_DECODE_SAMPLE]
+    if sample:
+        decode_image(sample[0])  # the first decode loads the codecs
     start = time.perf_counter()
     for path in sample:
         decode_image(path).resize((96, 96))
@@ -102,7 +131,9 @@ def apply_budget(
     sizes = [fixed["image_size"]] if "image_size" in fixed else [
         s for s in SIZES if s <= model_size
     ] or [model_size]  # fmt: skip
-    speeds = measure_speeds(fabric, model, sizes, [s.path for s in splits.train])
+    batch = int(fixed.get("batch_size") or config.batch_size)
+    speeds = measure_speeds(fabric, model, sizes, [s.path for s in splits.train],
+                            batch_size=batch)  # fmt: skip
     work = Workload(len(splits.train), len(splits.val), len(splits.test or splits.val))
     left = budget - (time.monotonic() - started)
     plan = plan_budget(left, work, speeds, model_size=model_size, fixed=fixed, sizes=sizes,

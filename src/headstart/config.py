@@ -161,7 +161,7 @@ class TrainConfig:
     image_size: int | None = None
     batch_size: int = 32
     lr: float | str = 1e-2
-    backbone_lr_factor: float = 0.3
+    backbone_lr_factor: float = 1.0
     layer_decay: float = 0.7
     optimizer: Optimizer = Optimizer.ADAMW
     weight_decay: float = 0.01

@@ -158,3 +158,28 @@ def test_divergence_in_the_first_epoch_is_a_clear_error(tmp_path):
     with pytest.raises(Diverged, match="no model to keep; try a lower --lr"):
         train(tmp_path, strategy="full", lr=1e30)
     assert not (tmp_path / "checkpoints" / "best.pt").exists()
+
+
+def test_a_deadline_ends_the_last_phase_after_the_epoch_that_reaches_it(tmp_path):
+    import time
+
+    seen = Recorder()
+    notes = []
+
+    class Notes(Callback):
+        def on_note(self, message) -> None:
+            notes.append(message)
+
+    from headstart.training.callbacks import CallbackList
+
+    result = train(
+        tmp_path, strategy="two-phase", epochs=4, head_epochs=1,
+        callbacks=CallbackList([seen, Notes()]), deadline=time.monotonic() + 0.001,
+    )  # fmt: skip
+    # the head phase is not cut; the last phase stops after its first epoch, keeping the best
+    assert [r["phase"] for r in result.history] == ["head", "full"]
+    assert result.stopped_early
+    assert any("to keep to the time budget" in n for n in notes)
+    far = train(tmp_path / "far", strategy="two-phase", epochs=4, head_epochs=1,
+                deadline=time.monotonic() + 3600)  # fmt: skip
+    assert len(far.history) == 4

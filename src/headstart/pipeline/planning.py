@@ -75,7 +75,7 @@ def measure_speeds(
     for size in sorted({small, large}):
         x = torch.randn(batch_size, 3, size, size, generator=torch.Generator().manual_seed(0))
         x = x.to(fabric.device)
-        timed = time_candidates(model, x, candidates, mode="train", steps=2)
+        timed = time_candidates(model, x, candidates, mode="train", steps=3)
         step, best = min(timed, key=lambda t: t[0])
         candidates = [best]  # the larger size: the winner only
         (forward, _), = time_candidates(model, x, candidates, mode="infer", steps=2)

@@ -25,8 +25,14 @@ def plan_phases_for(config: TrainConfig, spec: BackboneSpec) -> list[Phase]:
     )  # fmt: skip
 
 
-def engine_settings(config: TrainConfig, *, num_classes: int) -> EngineSettings:
-    """The engine's own settings, from the user's (``lr`` must be a number by now)."""
+def engine_settings(
+    config: TrainConfig, *, num_classes: int, deadline: float = 0.0
+) -> EngineSettings:
+    """The engine's own settings, from the user's (``lr`` must be a number by now).
+
+    Args:
+        deadline: ``time.monotonic()`` by which training must end (0: none), for ``--budget``.
+    """
     from headstart.training.engine import EngineSettings
     from headstart.training.phase import OptimSettings
 
@@ -42,7 +48,7 @@ def engine_settings(config: TrainConfig, *, num_classes: int) -> EngineSettings:
         checkpoint_every_steps=config.checkpoint_every_steps, mixup=config.mixup,
         cutmix=config.cutmix, ema=config.ema, ema_decay=config.ema_decay,
         accumulate=config.accumulate, clip_grad=config.clip_grad,
-        class_weights=config.class_weights, num_classes=num_classes,
+        class_weights=config.class_weights, num_classes=num_classes, deadline=deadline,
     )  # fmt: skip
 
 

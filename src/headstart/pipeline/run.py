@@ -86,13 +86,16 @@ def train_run(
     report = _audit(splits, config, notes)
     splits = report.clean_splits()
     model, spec = create_model(config, num_classes=len(splits.classes))
+    deadline = 0.0
     if config.budget is not None:
+        from headstart.config import parse_duration
         from headstart.pipeline.planning import apply_budget
 
-        config, origin, _ = apply_budget(
+        config, origin, plan = apply_budget(
             config, origin, fabric=fabric, model=model, spec=spec, splits=splits, notes=notes,
             started=started,
         )  # fmt: skip
+        deadline = started + parse_duration(config.budget) - plan.seconds["test + report"]
     run, renamed = RunFolder.create(config.out, explicit=origin.get("out") != "default")
     if renamed:
         notes.add(renamed)
@@ -108,8 +111,9 @@ def train_run(
     run.save_data_report(report.to_dict())
     run.save_config(config, origin)
     return _train_and_save(
-        fabric, config, splits, model, spec, run, notes, callbacks, resume=False, started=started
-    )
+        fabric, config, splits, model, spec, run, notes, callbacks, resume=False, started=started,
+        deadline=deadline,
+    )  # fmt: skip
 
 
 def resume_run(
@@ -205,6 +209,7 @@ def _train_and_save(
     *,
     resume: bool,
     started: float,
+    deadline: float = 0.0,
 ) -> RunResult:
     from headstart.artifact import LoadedModel, save_model_dir
     from headstart.speed.allocator import keep_freed_memory
@@ -223,7 +228,7 @@ def _train_and_save(
             from headstart.training.tensorboard import TensorBoardLogger
 
             listeners.append(stack.enter_context(TensorBoardLogger(run.tensorboard_dir)))
-        settings = engine_settings(config, num_classes=len(classes))
+        settings = engine_settings(config, num_classes=len(classes), deadline=deadline)
         result = train_phases(
             fabric, model, spec, plan_phases_for(config, spec), data, settings,
             folder=run, run_config=config.to_dict(), callbacks=CallbackList(listeners),

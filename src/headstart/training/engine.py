@@ -49,7 +49,7 @@ from headstart.training.resume import (
 from headstart.training.settings import EngineSettings, TrainResult
 from headstart.training.signals import StopRequest, TrainingInterrupted, stop_on_signals
 from headstart.training.strategies import Phase
-from headstart.training.tracking import BestTracker, EarlyStopping
+from headstart.training.tracking import BestTracker, EarlyStopping, deadline_note
 from headstart.zoo.spec import BackboneSpec
 
 __all__ = ["Diverged", "EngineSettings", "TrainResult", "train_phases"]
@@ -352,7 +352,18 @@ def _end_epoch(run: _Run, epoch: _Epoch, stats: dict[str, Any], last_phase: bool
         )  # fmt: skip
     elif run.stop.signum is not None:
         _interrupt(run, f"the end of epoch {row['epoch']}")
+    elif last_phase and epoch.number < phase.epochs and _past_deadline(run, row):
+        return True
     return stop
+
+
+def _past_deadline(run: _Run, row: Mapping[str, Any]) -> bool:
+    """Whether another epoch as long as this one would end after the deadline (then say so)."""
+    note = deadline_note(run.settings.deadline, row)
+    if note is not None:
+        logger.info("%s", note)
+        run.callbacks.on_note(note)
+    return note is not None
 
 
 def _record_epoch(run: _Run, row: dict[str, Any], recipe: PhaseRecipe) -> None:

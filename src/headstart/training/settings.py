@@ -39,6 +39,9 @@ class EngineSettings:
         clip_grad: Clip the global gradient norm to this (0: off).
         class_weights: ``balanced``: loss weights ``n / (k * count_c)`` from the training labels.
         num_classes: Number of classes (0: the head's output size).
+        deadline: ``time.monotonic()`` by which the last phase must end (0: none): after each of
+            its epochs, training stops when another epoch as long as that one would pass it
+            (``--budget``; the best epoch so far is kept, as with early stopping).
     """
 
     seed: int = 0
@@ -57,6 +60,7 @@ class EngineSettings:
     clip_grad: float = 0.0
     class_weights: ClassWeights = ClassWeights.NONE
     num_classes: int = 0
+    deadline: float = 0.0
 
 
 @dataclass

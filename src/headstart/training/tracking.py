@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Mapping
 from typing import Any
 
 from headstart.errors import ConfigError
 
-__all__ = ["BestTracker", "EarlyStopping", "monitor_mode"]
+__all__ = ["BestTracker", "EarlyStopping", "deadline_note", "monitor_mode"]
 
 _MODES = ("min", "max")
 
@@ -115,3 +117,20 @@ class EarlyStopping:
             int(state["wait"]),
             bool(state["stopped"]),
         )
+
+
+def deadline_note(deadline: float, row: Mapping[str, Any]) -> str | None:
+    """Why training stops after the epoch ``row`` (None: it goes on).
+
+    Args:
+        deadline: ``time.monotonic()`` by which training must end (0: none).
+        row: The epoch's history row; another epoch is expected to take its ``seconds``.
+    """
+    seconds = float(row["seconds"])
+    left = deadline - time.monotonic()
+    if not deadline or seconds <= left:
+        return None
+    return (
+        f"stopped after epoch {row['epoch']} to keep to the time budget (another epoch takes about "
+        f"{seconds:.0f}s, {max(0.0, left):.0f}s are left); the best epoch so far is kept"
+    )

@@ -207,8 +207,7 @@ def _recipe(run: _Run, batches: PhaseBatches, setup: PhaseSetup, start: ResumePo
     )
     if recipe.ema is not None and start.mid_phase and start.ema is not None:
         recipe.ema.load_state_dict(start.ema)
-    for note in recipe.notes:
-        logger.info("%s", note)
+    for note in recipe.notes:  # the pipeline's Notes log them, once
         run.callbacks.on_note(note)
     return recipe
 
@@ -361,7 +360,6 @@ def _past_deadline(run: _Run, row: Mapping[str, Any]) -> bool:
     """Whether another epoch as long as this one would end after the deadline (then say so)."""
     note = deadline_note(run.settings.deadline, row)
     if note is not None:
-        logger.info("%s", note)
         run.callbacks.on_note(note)
     return note is not None
 

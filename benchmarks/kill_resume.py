@@ -33,7 +33,7 @@ def worker(run_dir: Path) -> None:
     """Train (or resume) the tiny run in ``run_dir`` and save the final weights to final.pt."""
     import timm
     import torch
-    from lightning.fabric import Fabric
+    from lightning_fabric import Fabric
     from torch.utils.data import Dataset
 
     from headstart import files

@@ -38,7 +38,7 @@ def _line(name: str, ours: float, theirs: float, unit: str, target: str) -> None
 
 def headstart_fe(data: Path, size: int, epochs: int, cache: Path, settings, lr=1e-3) -> dict:
     """feature-extract as the pipeline runs it: splits, cached features, the head on the engine."""
-    from lightning.fabric import Fabric
+    from lightning_fabric import Fabric
 
     from headstart.run_folder import RunFolder
     from headstart.training.batches import FeatureBatches

@@ -73,7 +73,7 @@ class LoadedModel:
 def library_versions() -> dict[str, str]:
     """Versions of headstart and the libraries that shape a model's numbers."""
     out = {}
-    for dist in ("headstart", "torch", "torchvision", "timm", "lightning"):
+    for dist in ("headstart", "torch", "torchvision", "timm", "lightning-fabric"):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:

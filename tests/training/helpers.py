@@ -80,7 +80,7 @@ def run_engine(
     **settings,
 ):
     """Train with the engine on image batches of two tensor datasets; returns the TrainResult."""
-    from lightning.fabric import Fabric
+    from lightning_fabric import Fabric
 
     from headstart.run_folder import RunFolder
     from headstart.training.batches import ImageBatches

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from lightning.fabric import Fabric
+from lightning_fabric import Fabric
 from torch.utils.data import TensorDataset
 
 from headstart.config import ClassWeights, Sampler

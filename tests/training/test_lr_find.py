@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from lightning.fabric import Fabric
+from lightning_fabric import Fabric
 
 import headstart.training.lr_find as lr_find_module
 from headstart.config import BnStats

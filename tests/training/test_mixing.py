@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from lightning.fabric import Fabric
+from lightning_fabric import Fabric
 from timm.loss import SoftTargetCrossEntropy
 from torch import nn
 from torchvision.transforms import v2

@@ -22,9 +22,14 @@ class Notes(Callback):
         self._callbacks = callbacks
 
     def on_note(self, message: str) -> None:
-        self.add(message)
+        """A note from training, which the engine tells every callback itself: keep and log it."""
+        self._keep(message, logging.INFO)
 
     def add(self, message: str, *, level: int = logging.INFO) -> None:
+        """A note of the pipeline's own: keep, log and pass it on to the callbacks."""
+        self._keep(message, level)
+        self._callbacks.on_note(message)
+
+    def _keep(self, message: str, level: int) -> None:
         self.messages.append(message)
         log.log(level, message, extra={NOTE_FLAG: True})  # shown once: the CLI prints notes
-        self._callbacks.on_note(message)

@@ -8,7 +8,7 @@ from headstart.config import TrainConfig
 from headstart.pipeline.notes import Notes
 
 if TYPE_CHECKING:
-    from lightning.fabric import Fabric
+    from lightning_fabric import Fabric
     from torch import nn
     from torch.utils.data import Dataset
 

@@ -19,7 +19,7 @@ from headstart.pipeline.budget import SIZES, BudgetPlan, Speeds, Workload, plan_
 from headstart.pipeline.notes import Notes
 
 if TYPE_CHECKING:
-    from lightning.fabric import Fabric
+    from lightning_fabric import Fabric
     from torch import nn
 
     from headstart.data.folders import DataSplits

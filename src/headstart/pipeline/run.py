@@ -27,7 +27,7 @@ from headstart.run_folder import RunFolder
 from headstart.training.callbacks import Callback, CallbackList
 
 if TYPE_CHECKING:
-    from lightning.fabric import Fabric
+    from lightning_fabric import Fabric
     from torch import nn
 
     from headstart.data.audit import AuditReport

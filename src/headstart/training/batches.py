@@ -19,7 +19,7 @@ from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
-from lightning.fabric import Fabric
+from lightning_fabric import Fabric
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 

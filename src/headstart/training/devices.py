@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lightning.fabric import Fabric
+from lightning_fabric import Fabric
 
 from headstart.errors import ConfigError
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from lightning.fabric import Fabric
-from lightning.fabric.utilities.seed import seed_everything
+from lightning_fabric import Fabric
+from lightning_fabric.utilities.seed import seed_everything
 from torch import nn
 
 from headstart.evaluation.metrics import macro_f1

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from headstart.config import TrainConfig, parse_duration
+from headstart.config import BnStats, TrainConfig, parse_duration
 from headstart.pipeline.budget import SIZES, BudgetPlan, Speeds, Workload, plan_budget
 from headstart.pipeline.notes import Notes
 
@@ -45,6 +45,7 @@ def measure_speeds(
     samples: Sequence[str],
     *,
     batch_size: int = 32,
+    bn: BnStats = BnStats.PRETRAINED,
 ) -> Speeds:
     """Training and inference images/s at the ends of ``sizes``; decoding images/s.
 
@@ -58,6 +59,7 @@ def measure_speeds(
     from headstart.speed.depthwise import has_depthwise
     from headstart.speed.settings import prefers_channels_last
     from headstart.speed.trial import time_candidates, training_candidates
+    from headstart.surgery import train_mode
 
     model.to(fabric.device)
     device = fabric.device.type
@@ -68,10 +70,7 @@ def measure_speeds(
     large = max([s for s in sizes if s <= ANCHOR] or [small])
     train, infer = {}, {}
     modes = {m: m.training for m in model.modules()}
-    model.train()
-    for module in model.modules():  # BatchNorm statistics stay pretrained (the default)
-        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-            module.eval()
+    train_mode(model, bn=bn)  # norm layers in the modes the training loop puts them in
     for size in sorted({small, large}):
         x = torch.randn(batch_size, 3, size, size, generator=torch.Generator().manual_seed(0))
         x = x.to(fabric.device)
@@ -133,7 +132,7 @@ def apply_budget(
     ] or [model_size]  # fmt: skip
     batch = int(fixed.get("batch_size") or config.batch_size)
     speeds = measure_speeds(fabric, model, sizes, [s.path for s in splits.train],
-                            batch_size=batch)  # fmt: skip
+                            batch_size=batch, bn=config.bn_stats)  # fmt: skip
     work = Workload(len(splits.train), len(splits.val), len(splits.test or splits.val))
     left = budget - (time.monotonic() - started)
     plan = plan_budget(left, work, speeds, model_size=model_size, fixed=fixed, sizes=sizes,

@@ -88,14 +88,13 @@ def train_run(
     model, spec = create_model(config, num_classes=len(splits.classes))
     deadline = 0.0
     if config.budget is not None:
-        from headstart.config import parse_duration
         from headstart.pipeline.planning import apply_budget
 
         config, origin, plan = apply_budget(
             config, origin, fabric=fabric, model=model, spec=spec, splits=splits, notes=notes,
             started=started,
         )  # fmt: skip
-        deadline = started + parse_duration(config.budget) - plan.seconds["test + report"]
+        deadline = started + plan.budget - plan.seconds["test + report"]
     run, renamed = RunFolder.create(config.out, explicit=origin.get("out") != "default")
     if renamed:
         notes.add(renamed)

@@ -98,27 +98,16 @@ def _sweep(cfg: TrainConfig, splits: DataSplits) -> tuple[LrFind, Phase]:
     The sweep trains on decoded, augmented images (``headstart train`` would train a head-only
     phase on cached features): only the batches the sweep takes are decoded.
     """
-    import torch
-
     from headstart.data.datasets import ImageDataset
     from headstart.data.transforms import build_eval_transform, build_train_transform
-    from headstart.surgery import replace_head
+    from headstart.pipeline.recipe import engine_settings, plan_phases_for
+    from headstart.pipeline.run import create_model, fabric_for
     from headstart.training.batches import ImageBatches
-    from headstart.training.devices import create_fabric
     from headstart.training.lr_find import find_lr
-    from headstart.training.phase import OptimSettings
-    from headstart.training.strategies import plan_phases
-    from headstart.zoo import create_backbone
 
-    fabric = create_fabric(cfg.accelerator, cfg.precision)
-    backbone, spec = create_backbone(cfg.model, pretrained=True, weights_file=cfg.weights)
-    lr = cfg.lr if isinstance(cfg.lr, float) else _D.lr  # the sweep sets the lr itself
-    phase = plan_phases(
-        cfg.strategy, spec, epochs=cfg.epochs, head_epochs=cfg.head_epochs,
-        unfreeze_stages=cfg.unfreeze_stages, lr=float(lr),
-    )[0]  # fmt: skip
-    torch.manual_seed(cfg.seed)
-    model = replace_head(backbone, spec, len(splits.classes))
+    fabric = fabric_for(cfg)
+    model, spec = create_model(cfg, num_classes=len(splits.classes))
+    phase = plan_phases_for(cfg, spec)[0]  # the sweep sets the lr itself
     pre = spec.preprocessing.with_size(cfg.image_size)
     augment = build_train_transform(
         pre, cfg.augment.value, hflip=cfg.hflip, random_erasing=cfg.random_erasing
@@ -128,9 +117,5 @@ def _sweep(cfg: TrainConfig, splits: DataSplits) -> tuple[LrFind, Phase]:
         ImageDataset(splits.val, build_eval_transform(pre)), batch_size=cfg.batch_size,
         num_workers=cfg.num_workers, seed=cfg.seed,
     )  # fmt: skip
-    optim = OptimSettings(
-        optimizer=cfg.optimizer, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-        backbone_lr_factor=cfg.backbone_lr_factor, layer_decay=cfg.layer_decay,
-        label_smoothing=cfg.label_smoothing,
-    )  # fmt: skip
+    optim = engine_settings(cfg, num_classes=len(splits.classes)).optim
     return find_lr(fabric, model, spec, phase, batches, optim, bn=cfg.bn_stats), phase

@@ -19,6 +19,7 @@ __all__ = [
     "Augment",
     "BnStats",
     "ClassWeights",
+    "Distributed",
     "Optimizer",
     "Sampler",
     "Schedule",
@@ -84,6 +85,14 @@ class ClassWeights(str, Enum):
     BALANCED = "balanced"
 
 
+class Distributed(str, Enum):
+    """How several processes train one model (``--distributed``): ``auto`` is DDP when more than
+    one process takes part (``--devices`` x ``--num-nodes``), nothing otherwise."""
+
+    AUTO = "auto"
+    DDP = "ddp"
+
+
 class Sampler(str, Enum):
     """How training batches are drawn: a shuffle of every image once, or class-balanced draws."""
 
@@ -109,6 +118,8 @@ _WHOLE = {  # setting: (lowest, highest)
     "num_workers": (0, 256),
     "checkpoint_every_steps": (0, 10**9),
     "accumulate": (1, 1_024),
+    "devices": (1, 4_096),
+    "num_nodes": (1, 100_000),
 }
 """Ranges of the whole-number settings, the same for the command line, YAML and Python."""
 _REAL = {  # setting: (lowest, highest, lowest allowed?, highest allowed?)
@@ -131,7 +142,7 @@ _REAL = {  # setting: (lowest, highest, lowest allowed?, highest allowed?)
 """Ranges of the real-valued settings; every one must also be finite (no nan, no inf)."""
 RESUME_FREE = ("data", "out", "checkpoint_every_steps")
 """Settings that may change when a run is resumed without changing its result."""
-RESUME_INEXACT = ("num_workers", "accelerator", "precision")
+RESUME_INEXACT = ("num_workers", "accelerator", "precision", "devices", "num_nodes", "distributed")
 """Settings that may change on resume, with a warning that the result is no longer bit-exact."""
 AUTO = "auto"
 """The value of ``lr`` (and ``hflip`` on the command line) that lets headstart decide."""
@@ -191,6 +202,9 @@ class TrainConfig:
     num_workers: int = 0
     accelerator: str = "auto"
     precision: str = "auto"
+    devices: int | str = 1
+    num_nodes: int = 1
+    distributed: Distributed = Distributed.AUTO
     max_bad_fraction: float = 0.1
     tensorboard: bool = False
     cache: bool = True
@@ -205,6 +219,7 @@ class TrainConfig:
             ("schedule", Schedule),
             ("class_weights", ClassWeights),
             ("sampler", Sampler),
+            ("distributed", Distributed),
         ):
             value = getattr(self, name)
             if not isinstance(value, enum):
@@ -259,7 +274,7 @@ def _check_types(config: TrainConfig) -> None:
         value, kind = getattr(config, f.name), _FIELD_TYPES[f.name]
         if isinstance(value, Enum) or (value is None and f.name in _OPTIONAL):
             continue
-        if f.name == "lr" and value == AUTO:
+        if f.name in _AUTO_OK and value == AUTO:
             continue
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             object.__setattr__(config, f.name, float(value))
@@ -273,6 +288,8 @@ def _check_ranges(config: TrainConfig) -> None:
     """Every number lies in its range (``_WHOLE``, ``_REAL``); one message names the range."""
     for name, (low, high) in _WHOLE.items():
         value = getattr(config, name)
+        if name in _AUTO_OK and value == AUTO:
+            continue
         if value is not None and not low <= value <= high:
             raise ConfigError(
                 f"{_flag(name)} must be a whole number from {low} to {high}, got {value}."
@@ -330,7 +347,9 @@ def build_config(
 
 
 _FIELD_TYPES: dict[str, type] = {f.name: type(f.default) for f in fields(TrainConfig)}
-_FIELD_TYPES.update(image_size=int, weights=str, lr=float, hflip=bool, budget=str)
+_FIELD_TYPES.update(image_size=int, weights=str, lr=float, hflip=bool, budget=str, devices=int)
+_AUTO_OK = ("lr", "devices")
+"""Settings that also take the word ``auto``."""
 _OPTIONAL = ("image_size", "weights", "hflip", "budget")
 _EXPECTED = {bool: "true or false", int: "a whole number", float: "a number"}
 
@@ -340,7 +359,7 @@ def _coerce(key: str, value: Any) -> Any:
     kind = _FIELD_TYPES[key]
     if value is None or isinstance(value, Enum) or kind is type(None):
         return value
-    if key == "lr" and isinstance(value, str) and value.strip().lower() == AUTO:
+    if key in _AUTO_OK and isinstance(value, str) and value.strip().lower() == AUTO:
         return AUTO
     if key == "hflip" and isinstance(value, str) and value.strip().lower() == AUTO:
         return None

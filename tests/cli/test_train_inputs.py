@@ -45,6 +45,9 @@ def _one_line_error(code: int, err: str, needle: str, *, first: bool = True) -> 
         (["--backbone-lr-factor", "-1"], "--backbone-lr-factor must be a finite number at least"),
         (["--image-size", "100000"], "--image-size must be a whole number from 8 to 2048"),
         (["--num-workers", "-1"], "--num-workers must be a whole number from 0 to 256"),
+        (["--devices", "0"], "--devices must be a whole number from 1 to 4096, got 0"),
+        (["--num-nodes", "0"], "--num-nodes must be a whole number from 1 to 100000"),
+        (["--devices", "2", "--budget", "1m"], "--budget plans the run of one process"),
     ],
 )
 def test_bad_settings_on_the_command_line(tmp_path: Path, data: Path, args, needle) -> None:
@@ -137,3 +140,10 @@ def test_a_warning_note_prints_once() -> None:
         logging.getLogger("headstart.data.datasets").warning("skipping x.png")
     lines = buffer.getvalue().splitlines()
     assert lines == ["note: 4 image(s) broke during training", "warning: skipping x.png"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+def test_inference_on_a_missing_device_is_one_line(tmp_path: Path, data: Path, command) -> None:
+    code, _, err = run([command, "bundled:efficientnet_lite0", str(data), "--device", "cuda"])
+    _one_line_error(code, err, "device 'cuda' is not available: no usable CUDA GPU")

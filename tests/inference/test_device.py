@@ -20,7 +20,8 @@ def test_cpu_is_always_there(device: str | torch.device) -> None:
 @no_cuda
 @pytest.mark.parametrize("device", ["cuda", "cuda:1", torch.device("cuda")])
 def test_missing_cuda_says_what_is_available(device: str | torch.device) -> None:
-    with pytest.raises(ConfigError, match=r"not available: no usable CUDA GPU; use one of: cpu"):
+    expected = r"not available: no usable CUDA GPU; use one of: auto, cpu"
+    with pytest.raises(ConfigError, match=expected):
         resolve_device(device)
 
 
@@ -43,7 +44,7 @@ def test_missing_mps_is_refused() -> None:
 def test_odd_values_are_refused_in_one_line(device: str, problem: str) -> None:
     with pytest.raises(ConfigError, match=problem) as info:
         resolve_device(device)
-    assert "use one of: cpu" in str(info.value) and "\n" not in str(info.value)
+    assert "use one of: auto, cpu" in str(info.value) and "\n" not in str(info.value)
 
 
 def test_cuda_devices_are_resolved_when_present(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -54,5 +55,6 @@ def test_cuda_devices_are_resolved_when_present(monkeypatch: pytest.MonkeyPatch)
     assert resolve_device("cuda") == torch.device("cuda", 0)
     assert resolve_device("cuda:1") == torch.device("cuda", 1)
     assert available_devices()[:3] == ("cpu", "cuda:0", "cuda:1")
-    with pytest.raises(ConfigError, match=r"'cuda:2' is not available; use one of: cpu, cuda:0"):
+    expected = r"'cuda:2' is not available; use one of: auto, cpu, cuda:0"
+    with pytest.raises(ConfigError, match=expected):
         resolve_device("cuda:2")

@@ -65,7 +65,7 @@ def test_onnx_runs_on_the_cpu_only(
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
 def test_an_unavailable_device_is_refused(exports: dict[str, bytes]) -> None:
-    with pytest.raises(ConfigError, match="use one of: cpu"):
+    with pytest.raises(ConfigError, match="use one of: auto, cpu"):
         load_exported_bytes(exports["torchscript"], device="cuda")
 
 

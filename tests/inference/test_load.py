@@ -82,7 +82,7 @@ def test_image_size_overrides_the_preprocessing(tmp_path: Path) -> None:
 def test_a_device_that_cannot_run_is_refused_before_loading(tmp_path: Path, device: str) -> None:
     model_dir, _ = _save(tmp_path / "model")
     (model_dir / "model.safetensors").write_bytes(b"broken")  # never read
-    with pytest.raises(ConfigError, match="use one of: cpu") as info:
+    with pytest.raises(ConfigError, match="use one of: auto, cpu") as info:
         load_model(model_dir, device=device)
     assert "\n" not in str(info.value)
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from headstart.training import engine
+from headstart.training import validation
 from headstart.training.checkpoint import load_checkpoint
 from headstart.training.ema import EmaWeights, ema_wins
 
@@ -67,7 +67,7 @@ def _val_loss(model, dataset) -> float:
 
 @pytest.mark.parametrize("wins", [True, False])
 def test_the_winning_weights_are_kept_saved_and_loaded(tmp_path, monkeypatch, wins):
-    monkeypatch.setattr(engine, "ema_wins", lambda live, ema, monitor: wins)
+    monkeypatch.setattr(validation, "ema_wins", lambda live, ema, monitor: wins)
     result = _train(tmp_path, epochs=1)
     last = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
     best = load_checkpoint(tmp_path / "checkpoints" / "best.pt")

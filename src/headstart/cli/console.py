@@ -9,8 +9,11 @@ from typing import Any
 
 from rich.console import Console
 
-out = Console(highlight=False, soft_wrap=True, markup=False)  # paths may hold [brackets]
-err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
+from headstart.processes import secondary_process
+
+_QUIET = secondary_process()  # with several training processes, the first one speaks
+out = Console(highlight=False, soft_wrap=True, markup=False, quiet=_QUIET)  # paths may hold [...]
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, quiet=_QUIET)
 
 
 def epoch_line(row: Mapping[str, Any], total_epochs: int) -> str:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from headstart.cli.options import BatchSize, Json, ModelRef
+from headstart.cli.options import BatchSize, Json, ModelRef, RunDevice
 from headstart.cli.predict import Tta, TtaMode
 
 if TYPE_CHECKING:
@@ -44,6 +44,7 @@ def evaluate(
     ] = True,
     batch_size: BatchSize = 64,
     tta: Tta = TtaMode.NONE,
+    device: RunDevice = "auto",
     as_json: Json = False,
 ) -> None:
     """Evaluate a trained model on labelled images; write metrics.json and the report.
@@ -60,7 +61,7 @@ def evaluate(
     model_dir = find_model_dir(ref)
     run = RunFolder.holding(model_dir) if model_dir is not None else None
     out = _output_dir(out, run, data)  # checked before the model runs
-    loaded = load_model(ref)
+    loaded = load_model(ref, device=device)
     samples = _held_out_samples(run, data) or load_eval_samples(data, loaded.classes)
 
     with keep_freed_memory():  # no page faults for every batch's activations

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from headstart.cli.options import ModelRef
+from headstart.cli.options import ModelRef, RunDevice
 
 
 class ExportFormat(str, Enum):
@@ -42,6 +42,7 @@ def export(
     images: Annotated[
         int, typer.Option("--parity-images", min=1, help="Images used for the parity check.")
     ] = 16,
+    device: RunDevice = "cpu",
 ) -> None:
     """Export a trained run and check that the file predicts exactly like the PyTorch model.
 
@@ -58,6 +59,7 @@ def export(
         dynamic_batch=dynamic_batch,
         tolerance=tolerance,
         num_images=images,
+        device=device,
     )
     p = result.parity
     console.print(f"wrote {result.path} ({result.format})")

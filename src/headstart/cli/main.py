@@ -83,11 +83,15 @@ def _handle_error(exc: Exception, *, debug: bool) -> None:
         raise SystemExit(1) from None
     if debug:
         raise exc
+    from headstart.processes import secondary_process
+
     if isinstance(exc, HeadstartError):
-        typer.echo(f"error: {exc}", err=True)
+        if not secondary_process():  # every process of a run meets the same user error
+            typer.echo(f"error: {exc}", err=True)
         raise SystemExit(2) from None
+    who = "headstart (a secondary training process)" if secondary_process() else "headstart"
     typer.echo(
-        f"headstart: unexpected {type(exc).__name__}: {exc} (run again with --debug for the "
+        f"{who}: unexpected {type(exc).__name__}: {exc} (run again with --debug for the "
         "traceback)",
         err=True,
     )

@@ -23,3 +23,11 @@ WeightsFile = Annotated[
 UnfreezeStages = Annotated[
     int, typer.Option(help="With --strategy partial: how many last stages train.")
 ]
+RunDevice = Annotated[
+    str,
+    typer.Option(
+        "--device",
+        help="Where the model runs: auto (a CUDA GPU, else Apple MPS, else the CPU), cpu, cuda, "
+        "cuda:1 or mps. ONNX exports run on the CPU.",
+    ),
+]

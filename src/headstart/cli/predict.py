@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from headstart.cli.options import BatchSize, Json, ModelRef
+from headstart.cli.options import BatchSize, Json, ModelRef, RunDevice
 
 if TYPE_CHECKING:
     from headstart.inference.predict import Prediction
@@ -40,6 +40,7 @@ def predict(
     topk: Annotated[int, typer.Option("--topk", "-k", min=1, help="Labels per image.")] = 3,
     batch_size: BatchSize = 32,
     tta: Tta = TtaMode.NONE,
+    device: RunDevice = "auto",
     as_json: Json = False,
 ) -> None:
     """Predict the labels of images with a trained run or a pretrained zoo model.
@@ -52,7 +53,7 @@ def predict(
     from headstart.speed import keep_freed_memory
 
     files = list_images(paths)
-    loaded = load_model(ref)
+    loaded = load_model(ref, device=device)
     with keep_freed_memory():  # no page faults for every batch's activations
         predictions = predict_files(loaded, files, topk=topk, batch_size=batch_size, tta=tta.value)
     if all(p.error is not None for p in predictions):

@@ -6,12 +6,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from headstart.cli.options import ModelRef
+from headstart.cli.options import ModelRef, RunDevice
 
 if TYPE_CHECKING:
     from headstart.artifact import LoadedModel
 
 
+# long: typer reads the options from this signature; the body is a dozen lines
 def serve(
     ref: ModelRef,
     host: Annotated[
@@ -53,6 +54,7 @@ def serve(
             "/docs, /redoc and /openapi.json are then turned off.",
         ),
     ] = None,
+    device: RunDevice = "auto",
 ) -> None:
     """Serve predictions over HTTP: POST /predict, POST /predict/batch, GET /health, /metadata.
 
@@ -62,7 +64,7 @@ def serve(
 
     sock = bind_port(host, port)  # a port in use is one line, before the model loads
     try:
-        loaded = _load_and_announce(ref, host, sock.getsockname()[1], token)
+        loaded = _load_and_announce(ref, host, sock.getsockname()[1], token, device)
     except BaseException:
         sock.close()
         raise
@@ -78,17 +80,20 @@ def serve(
     )
 
 
-def _load_and_announce(ref: str, host: str, port: int, token: str | None) -> LoadedModel:
+def _load_and_announce(
+    ref: str, host: str, port: int, token: str | None, device: str
+) -> LoadedModel:
     """Load the model, warn about an exposed address, and say where it is served."""
     from headstart.cli.console import err
     from headstart.inference.load import load_model
 
-    loaded = load_model(ref)  # a run, a model folder, an exported file or a zoo name
+    loaded = load_model(ref, device=device)  # a run, a model folder, an exported file or a zoo name
     if host not in ("127.0.0.1", "localhost", "::1"):
         err.print(f"warning: binding {host} exposes the server beyond this machine.")
         if token is None:
             err.print("warning: no --token; anyone who can reach the port can use the model.")
     url = f"http://{host}:{port}"
     where = f"{url} (docs off: --token is set)" if token else f"{url}/docs"
-    err.print(f"serving {loaded.name} ({len(loaded.classes)} classes) on {where}")
+    size = f"{len(loaded.classes)} classes"
+    err.print(f"serving {loaded.name} ({size}) on {loaded.device}, at {where}")
     return loaded

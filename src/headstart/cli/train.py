@@ -13,6 +13,7 @@ from headstart.config import (
     Augment,
     BnStats,
     ClassWeights,
+    Distributed,
     Optimizer,
     Sampler,
     Schedule,
@@ -139,6 +140,20 @@ def train(
             "32-true, bf16-mixed or 16-mixed."
         ),
     ] = _D.precision,
+    devices: Annotated[
+        str,
+        typer.Option(
+            help="Processes on this machine, one device each (auto: every GPU); more than one "
+            "trains with DDP. Under torchrun or SLURM: the processes per node."
+        ),
+    ] = str(_D.devices),
+    num_nodes: Annotated[
+        int, typer.Option(help="Machines taking part (run under torchrun, SLURM or fabric run).")
+    ] = _D.num_nodes,
+    distributed: Annotated[
+        Distributed,
+        typer.Option(help="How several processes train: auto (DDP when there are several) or ddp."),
+    ] = _D.distributed,
     max_bad_fraction: Annotated[
         float,
         typer.Option(

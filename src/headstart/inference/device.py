@@ -1,8 +1,7 @@
 """Which device a model runs on: the one place where a user's device value is checked.
 
-Today headstart runs inference on the CPU; CUDA and MPS devices are accepted where this machine
-has them, so a later issue only has to test them. Exported ONNX models always run on the CPU
-(onnxruntime's CPU provider).
+``auto`` is the best this machine has: a CUDA GPU, else Apple's MPS, else the CPU (the commands'
+default). Exported ONNX models always run on the CPU (onnxruntime's CPU provider).
 """
 
 from __future__ import annotations
@@ -11,10 +10,12 @@ import torch
 
 from headstart.errors import ConfigError
 
-__all__ = ["Device", "available_devices", "resolve_device"]
+__all__ = ["AUTO_DEVICE", "Device", "available_devices", "best_device", "resolve_device"]
 
 Device = str | torch.device
-"""A device as users write it: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"`` or a torch.device."""
+"""A device as users write it: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"`` or a
+torch.device."""
+AUTO_DEVICE = "auto"
 
 _RUNNABLE = ("cpu", "cuda", "mps")
 
@@ -29,8 +30,18 @@ def available_devices() -> tuple[str, ...]:
     return tuple(found)
 
 
+def best_device() -> torch.device:
+    """The fastest device here: the current CUDA GPU, else MPS, else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
 def resolve_device(device: Device = "cpu") -> torch.device:
-    """The torch device for ``device``, checked against what this machine has.
+    """The torch device for ``device`` (``auto``: :func:`best_device`), checked against what this
+    machine has.
 
     ``"cuda"`` without an index means the current CUDA device, made explicit (``cuda:0``).
 
@@ -38,6 +49,8 @@ def resolve_device(device: Device = "cpu") -> torch.device:
         ConfigError: ``device`` is not a device name, cannot run a model (``meta``, ...), or is
             not present on this machine; the message lists the devices that are.
     """
+    if isinstance(device, str) and device.strip().lower() == AUTO_DEVICE:
+        return best_device()
     try:
         parsed = device if isinstance(device, torch.device) else torch.device(str(device).strip())
     except (RuntimeError, ValueError, TypeError):
@@ -59,4 +72,4 @@ def resolve_device(device: Device = "cpu") -> torch.device:
 
 
 def _message(problem: str) -> str:
-    return f"{problem}; use one of: {', '.join(available_devices())}."
+    return f"{problem}; use one of: auto, {', '.join(available_devices())}."

@@ -20,6 +20,7 @@ from headstart.artifact import LoadedModel
 from headstart.data.images import image_to_tensor
 from headstart.errors import ConfigError, ModelError
 from headstart.files import atomic_write, refuse_inside
+from headstart.inference.device import Device
 from headstart.inference.exported import (
     META_KEY,
     TS_EXTRA,
@@ -271,13 +272,13 @@ def _check_format(fmt: str) -> None:
         raise ModelError(f"unknown export format {fmt!r}; use one of {', '.join(EXPORT_FORMATS)}.")
 
 
-def _exportable(model: str | Path | LoadedModel) -> LoadedModel:
+def _exportable(model: str | Path | LoadedModel, device: Device) -> LoadedModel:
     """The PyTorch model to export (an exported file cannot be exported again)."""
     if not isinstance(model, LoadedModel) and Path(model).is_file():
         raise ModelError(
             f"{model} is already an exported file; export the run or model folder it came from."
         )
-    loaded = model if isinstance(model, LoadedModel) else load_model(model)
+    loaded = model if isinstance(model, LoadedModel) else load_model(model, device=device)
     if is_exported(loaded):
         raise ModelError(f"{loaded.name} is an exported model; export its run or model folder.")
     return loaded
@@ -328,6 +329,7 @@ def export_model(
     dynamic_batch: bool = True,
     tolerance: float = DEFAULT_TOLERANCE,
     num_images: int = 16,
+    device: Device = "cpu",
 ) -> ExportResult:
     """Export a run, a model folder or a loaded model; write it only if it passes the parity check.
 
@@ -340,6 +342,7 @@ def export_model(
         dynamic_batch: Let the ONNX batch dimension vary; otherwise it is fixed at 1.
         tolerance: Largest allowed absolute logit difference.
         num_images: Images used for the parity check.
+        device: Where the PyTorch model loads and runs for the check (a model reference only).
 
     Raises:
         ParityError: The export disagrees with the PyTorch model (nothing is written).
@@ -359,7 +362,7 @@ def export_model(
         raise ModelError(f"{label} is not a run or model folder; pass --out FILE to export it.")
     check_export_target(target, fmt)
     _refuse_inside_training_data(target, folder)
-    loaded = _exportable(model)
+    loaded = _exportable(model, device)
     data = build_export(loaded, fmt, opset=opset, dynamic_batch=dynamic_batch)
     exported = load_exported_bytes(data, origin=f"the new {fmt} export of {loaded.name}")
     images, source = parity_images(loaded, folder, count=num_images)

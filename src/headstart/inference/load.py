@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from headstart.artifact import LoadedModel, is_model_dir, load_model_dir
-from headstart.errors import ModelError
-from headstart.inference.device import Device, resolve_device
+from headstart.errors import ConfigError, ModelError
+from headstart.inference.device import AUTO_DEVICE, Device, resolve_device
 from headstart.inference.exported import load_exported
 from headstart.run_folder import RunFolder
 
@@ -46,6 +46,11 @@ def load_model(
             raise ModelError(
                 f"{ref} is an exported model with a fixed input size; drop image_size."
             )
+        if device == AUTO_DEVICE and target.type != "cpu":
+            try:
+                return load_exported(ref, device=target)
+            except ConfigError:  # an ONNX export runs on the CPU only
+                return load_exported(ref, device="cpu")
         return load_exported(ref, device=target)
     if Path(ref).exists():
         model_dir = find_model_dir(ref)

@@ -41,14 +41,17 @@ def resolve_auto_lr(
         data.fabric, data.model, data.spec, first, data(first), settings.optim, bn=settings.bn
     )
     lr = float(f"{found.suggestion:.2g}")
+    if data.fabric.world_size > 1:  # each process swept its own shard: rank 0's rate for all
+        lr = float(data.fabric.broadcast(lr, src=0))
     stop = " (the loss blew up near the end, as it should)" if found.diverged else ""
     notes.add(
         f"learning rate {lr:g} for the {first.name} phase, from a sweep of {len(found.lrs)} steps "
         f"on your data{stop}; later phases scale it as the strategy says"
     )
-    found.plot(run.lr_find_plot)
     resolved = config.replace(lr=lr)
-    _, origin = run.load_config()
-    run.save_config(resolved, {**origin, "lr": "auto"})
+    if data.fabric.is_global_zero:
+        found.plot(run.lr_find_plot)
+        _, origin = run.load_config()
+        run.save_config(resolved, {**origin, "lr": "auto"})
     data.config = resolved
     return resolved

@@ -47,6 +47,8 @@ def model_meta(
     result: TrainResult,
     best: dict[str, Any],
     test_metrics: dict[str, Any] | None,
+    *,
+    processes: int = 1,
 ) -> dict[str, Any]:
     """What ``headstart.json`` records about the training, beyond the architecture."""
     from headstart.config import Strategy
@@ -62,6 +64,8 @@ def model_meta(
         "metrics": {"val": best, "test": test_metrics},
         "data_hash": data_fingerprint(classes, list(splits.train) + list(splits.val)),
         "images": {k: len(getattr(splits, k)) for k in ("train", "val", "test")},
+        "processes": processes,
+        "effective_batch_size": config.batch_size * config.accumulate * processes,
     }
 
 

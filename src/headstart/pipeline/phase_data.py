@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from headstart.config import TrainConfig
 from headstart.pipeline.notes import Notes
+from headstart.pipeline.ranks import from_rank_zero, rank_zero_first
 
 if TYPE_CHECKING:
     from lightning_fabric import Fabric
@@ -64,8 +65,10 @@ class PhaseData:
         if config.cache:  # decode and resize each image once; epochs read uint8 from disk
             from headstart.data.image_cache import CachedImageDataset
 
-            train: Dataset = CachedImageDataset(splits.train, pre, config.augment.value, **augment)
-            val: Dataset = CachedImageDataset(splits.val, pre, None)
+            train: Dataset = rank_zero_first(self.fabric, lambda: CachedImageDataset(
+                splits.train, pre, config.augment.value, **augment))  # fmt: skip
+            val: Dataset = rank_zero_first(self.fabric, lambda: CachedImageDataset(
+                splits.val, pre, None))  # fmt: skip
         else:
             transform = build_train_transform(pre, config.augment.value, **augment)
             train = ImageDataset(splits.train, transform)
@@ -82,13 +85,20 @@ class PhaseData:
 
         config, splits, model = self.config, self.splits, self.model
         model.to(self.fabric.device)
-        settings = extraction_settings(model, self.spec, self.pre.input_size)
+        fabric = self.fabric  # several processes: rank 0 times and extracts, the others read
+        settings = from_rank_zero(
+            fabric, lambda: extraction_settings(model, self.spec, self.pre.input_size)
+        )
         common: dict[str, Any] = {
             "batch_size": max(config.batch_size, 64), "settings": settings,
             "num_workers": config.num_workers,
         }  # fmt: skip
-        train = extract_features(model, self.spec, splits.train, self.pre, **common)
-        val = extract_features(model, self.spec, splits.val, self.pre, **common)
+        train = rank_zero_first(
+            fabric, lambda: extract_features(model, self.spec, splits.train, self.pre, **common)
+        )
+        val = rank_zero_first(
+            fabric, lambda: extract_features(model, self.spec, splits.val, self.pre, **common)
+        )
         reused = train.from_cache and val.from_cache
         self.notes.add(
             f"feature cache: {'reused' if reused else 'computed'} features of "

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from headstart.training.strategies import Phase
     from headstart.zoo.spec import BackboneSpec
 
-__all__ = ["describe_recipe", "engine_settings", "plan_phases_for"]
+__all__ = ["describe_processes", "describe_recipe", "engine_settings", "plan_phases_for"]
 
 
 def plan_phases_for(config: TrainConfig, spec: BackboneSpec) -> list[Phase]:
@@ -50,6 +50,17 @@ def engine_settings(
         accumulate=config.accumulate, clip_grad=config.clip_grad,
         class_weights=config.class_weights, num_classes=num_classes, deadline=deadline,
     )  # fmt: skip
+
+
+def describe_processes(config: TrainConfig, processes: int) -> str:
+    """One line for the user: how several processes share the batches (DDP)."""
+    per = config.batch_size * config.accumulate
+    return (
+        f"{processes} processes (DDP): each trains a shard of every epoch; effective batch "
+        f"{processes} x {per} = {processes * per} images per optimizer step; the learning rate "
+        "is not scaled with it (--lr is the rate of the effective batch); validation covers "
+        "the whole validation set"
+    )
 
 
 def describe_recipe(config: TrainConfig, spec: BackboneSpec) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from headstart.config import AUTO, TrainConfig
-from headstart.errors import CheckpointError
+from headstart.errors import CheckpointError, ConfigError
 from headstart.pipeline.auto_lr import resolve_auto_lr
 from headstart.pipeline.finish import (
     model_meta,
@@ -22,7 +22,13 @@ from headstart.pipeline.finish import (
 )
 from headstart.pipeline.notes import Notes
 from headstart.pipeline.phase_data import PhaseData
-from headstart.pipeline.recipe import describe_recipe, engine_settings, plan_phases_for
+from headstart.pipeline.ranks import from_rank_zero
+from headstart.pipeline.recipe import (
+    describe_processes,
+    describe_recipe,
+    engine_settings,
+    plan_phases_for,
+)
 from headstart.run_folder import RunFolder
 from headstart.training.callbacks import Callback, CallbackList
 
@@ -76,14 +82,19 @@ def train_run(
 
     started = time.monotonic() if started is None else started
     origin = origin or dict.fromkeys(config.to_dict(), "default")
-    notes = Notes(CallbackList(callbacks))
+    if config.budget is not None and (config.devices != 1 or config.num_nodes != 1):
+        raise ConfigError(
+            "--budget plans the run of one process; drop it, or train with --devices 1 "
+            "--num-nodes 1."
+        )
     fabric = fabric_for(config)  # an accelerator this machine lacks fails before any work
+    notes = Notes(CallbackList(callbacks if fabric.is_global_zero else ()))
     splits = load_splits(
         config.data, val_fraction=config.val_fraction, test_fraction=config.test_fraction,
         seed=config.seed,
     )  # fmt: skip
     _refuse_out_in_data(config.out, splits)
-    report = _audit(splits, config, notes)
+    report = from_rank_zero(fabric, lambda: _audit(splits, config, notes))  # decoded once
     splits = report.clean_splits()
     model, spec = create_model(config, num_classes=len(splits.classes))
     deadline = 0.0
@@ -95,20 +106,7 @@ def train_run(
             started=started,
         )  # fmt: skip
         deadline = started + plan.budget - plan.seconds["test + report"]
-    run, renamed = RunFolder.create(config.out, explicit=origin.get("out") != "default")
-    if renamed:
-        notes.add(renamed)
-    if splits.origin.get("layout") in ("split", "cifar10") or splits.origin.get(
-        "carved_from_train"
-    ):
-        notes.add(
-            f"validation split made from the training images (seed {config.seed}): "
-            f"{len(splits.train)} train / {len(splits.val)} val / {len(splits.test)} test; "
-            f"saved in {RunFolder.SPLITS}"
-        )
-    run.save_splits(splits)
-    run.save_data_report(report.to_dict())
-    run.save_config(config, origin)
+    run = from_rank_zero(fabric, lambda: _new_run_folder(config, origin, splits, report, notes))
     return _train_and_save(
         fabric, config, splits, model, spec, run, notes, callbacks, resume=False, started=started,
         deadline=deadline,
@@ -136,6 +134,7 @@ def resume_run(
     run = RunFolder.open(run_dir)
     config, _ = run.load_config(**(overrides or {}))
     fabric = fabric_for(config)
+    callbacks = callbacks if fabric.is_global_zero else ()
     if not run.has_checkpoint():
         raise CheckpointError(
             f"{run_dir} has no checkpoint to resume from (it stopped before its first epoch "
@@ -149,6 +148,31 @@ def resume_run(
         fabric, config, splits, model, spec, run, notes, callbacks, resume=True,
         started=time.monotonic(),
     )  # fmt: skip
+
+
+def _new_run_folder(
+    config: TrainConfig,
+    origin: dict[str, str],
+    splits: DataSplits,
+    report: AuditReport,
+    notes: Notes,
+) -> RunFolder:
+    """Create the run folder and write its splits, data report and settings."""
+    run, renamed = RunFolder.create(config.out, explicit=origin.get("out") != "default")
+    if renamed:
+        notes.add(renamed)
+    if splits.origin.get("layout") in ("split", "cifar10") or splits.origin.get(
+        "carved_from_train"
+    ):
+        notes.add(
+            f"validation split made from the training images (seed {config.seed}): "
+            f"{len(splits.train)} train / {len(splits.val)} val / {len(splits.test)} test; "
+            f"saved in {RunFolder.SPLITS}"
+        )
+    run.save_splits(splits)
+    run.save_data_report(report.to_dict())
+    run.save_config(config, origin)
+    return run
 
 
 def _refuse_out_in_data(out: str, splits: DataSplits) -> None:
@@ -193,7 +217,10 @@ def create_model(config: TrainConfig, *, num_classes: int) -> tuple[nn.Module, B
 def fabric_for(config: TrainConfig) -> Fabric:
     from headstart.training.devices import create_fabric
 
-    return create_fabric(config.accelerator, config.precision)
+    return create_fabric(
+        config.accelerator, config.precision, devices=config.devices, num_nodes=config.num_nodes,
+        distributed=config.distributed.value,
+    )  # fmt: skip
 
 
 def _train_and_save(
@@ -216,14 +243,18 @@ def _train_and_save(
 
     classes = tuple(splits.classes)
     pre = spec.preprocessing.with_size(config.image_size)
+    model = _sync_batchnorm(fabric, config, model, notes)
     data = PhaseData(fabric, config, splits, model, spec, pre, notes)
     if config.lr == AUTO:
         config = resolve_auto_lr(config, data, run, notes)
     notes.add(describe_recipe(config, spec))
+    if fabric.world_size > 1:
+        notes.add(describe_processes(config, fabric.world_size))
+    main = fabric.is_global_zero  # the one process that tells the user and writes files
     with ExitStack() as stack:
         stack.enter_context(keep_freed_memory())  # page faults cost 20-35% of a CPU step
-        listeners = [notes, *callbacks]
-        if config.tensorboard:
+        listeners = [notes, *callbacks] if main else [notes]
+        if config.tensorboard and main:
             from headstart.training.tensorboard import TensorBoardLogger
 
             listeners.append(stack.enter_context(TensorBoardLogger(run.tensorboard_dir)))
@@ -233,24 +264,59 @@ def _train_and_save(
             folder=run, run_config=config.to_dict(), callbacks=CallbackList(listeners),
             resume=resume,
         )  # fmt: skip
+    model = result.model.cpu().eval()
+    best = {k: v for k, v in result.best_metrics.items() if isinstance(v, (int, float, str))}
+    if not main:  # rank 0 saves the model, tests it and writes the report
+        return _run_result(run, classes, result, best, None, model, pre, spec, notes)
     _note_outcome(result, [p.name for p in result.phases if not data.on_features(p)], config,
                   run, notes)  # fmt: skip
-    model = result.model.cpu().eval()
     loaded = LoadedModel(model=model, classes=classes, preprocessing=pre, name=spec.name)
     tested, evaluated = test_metrics(loaded, splits, config.batch_size)
-    best = {k: v for k, v in result.best_metrics.items() if isinstance(v, (int, float, str))}
-    model_dir = save_model_dir(
+    save_model_dir(
         run.model_dir, model, spec=spec, classes=classes, preprocessing=pre,
-        extra=model_meta(config, splits, result, best, tested),
+        extra=model_meta(config, splits, result, best, tested, processes=fabric.world_size),
     )  # fmt: skip
     write_run_report(run, evaluated, splits)
     if config.budget is not None and not resume:
         note_budget(config.budget, started, notes)
+    return _run_result(run, classes, result, best, tested, model, pre, spec, notes)
+
+
+def _run_result(
+    run: RunFolder,
+    classes: tuple[str, ...],
+    result: TrainResult,
+    best: dict[str, Any],
+    tested: dict[str, Any] | None,
+    model: nn.Module,
+    pre: PreprocessSpec,
+    spec: BackboneSpec,
+    notes: Notes,
+) -> RunResult:
     return RunResult(
-        run_dir=run.path, model_dir=model_dir, classes=classes, history=result.history,
+        run_dir=run.path, model_dir=run.model_dir, classes=classes, history=result.history,
         best_epoch=result.best_epoch, best_metrics=best, test_metrics=tested,
         model=model, preprocessing=pre, spec=spec, notes=notes.messages,
     )  # fmt: skip
+
+
+def _sync_batchnorm(
+    fabric: Fabric, config: TrainConfig, model: nn.Module, notes: Notes
+) -> nn.Module:
+    """With several GPU processes and ``--bn-stats adapt``, BatchNorm statistics are computed
+    over every process's batch (SyncBatchNorm needs CUDA; elsewhere each process keeps its own)."""
+    from headstart.config import BnStats
+
+    if fabric.world_size == 1 or BnStats(config.bn_stats) is not BnStats.ADAPT:
+        return model
+    if fabric.device.type != "cuda":
+        notes.add("BatchNorm statistics adapt per process (SyncBatchNorm needs CUDA GPUs); "
+                  "DDP keeps rank 0's")  # fmt: skip
+        return model
+    import torch
+
+    notes.add("BatchNorm statistics are synchronised across the processes (SyncBatchNorm)")
+    return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
 
 def _note_outcome(

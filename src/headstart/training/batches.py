@@ -21,13 +21,14 @@ import numpy as np
 import torch
 from lightning_fabric import Fabric
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from torch.utils.data import DataLoader, Dataset, Subset, WeightedRandomSampler
 
 from headstart.config import Sampler
 from headstart.errors import ConfigError
 from headstart.training.features import FeatureSet, head_dropout
 from headstart.training.imbalance import balanced_sample_weights, dataset_targets
 from headstart.training.loop import Batches
+from headstart.training.sharding import ShardSampler, shard, shard_size
 from headstart.zoo.spec import BackboneSpec
 
 __all__ = [
@@ -58,13 +59,17 @@ def build_loaders(
     num_workers: int = 0,
     seed: int = 0,
     sample_weights: torch.Tensor | None = None,
+    rank: int = 0,
+    world: int = 1,
 ) -> tuple[DataLoader, DataLoader]:
     """Training (shuffled by a seeded generator) and validation (in order) data loaders.
 
     The shuffling order depends only on ``seed``. With ``sample_weights``, each epoch draws
     ``len(train_ds)`` samples with replacement by those weights instead (from the same
     generator). Workers persist across epochs when ``num_workers > 0``; see
-    :func:`drops_last_batch` for the last training batch.
+    :func:`drops_last_batch` for the last training batch. Process ``rank`` of ``world`` (DDP)
+    gets its shard of each epoch's order and of the validation set
+    (:mod:`headstart.training.sharding`).
     """
     generator = torch.Generator().manual_seed(seed)
     common: dict[str, Any] = {
@@ -74,11 +79,16 @@ def build_loaders(
     }
     n = len(train_ds)  # type: ignore[arg-type]
     order: dict[str, Any] = {"shuffle": True}
-    if sample_weights is not None:
+    if world > 1:
+        weights = sample_weights
+        order = {"sampler": ShardSampler(n, generator, rank=rank, world=world, weights=weights)}
+        n_val = len(val_ds)  # type: ignore[arg-type]
+        val_ds = Subset(val_ds, shard(torch.arange(n_val), rank, world).tolist())
+    elif sample_weights is not None:
         weights = cast(Sequence[float], sample_weights)  # a tensor is what it takes in the end
         sampler = WeightedRandomSampler(weights, n, replacement=True, generator=generator)
         order = {"sampler": sampler}
-    drop = drops_last_batch(n, batch_size)
+    drop = drops_last_batch(shard_size(n, world), batch_size)
     train = DataLoader(train_ds, generator=generator, drop_last=drop, **order, **common)
     val = DataLoader(val_ds, shuffle=False, **common)
     return train, val
@@ -96,6 +106,8 @@ class PhaseBatches:
         setup_seconds: Time spent preparing them (extracting features), counted in the first
             epoch of the phase.
         failures: Path -> reason for images found unreadable while preparing them.
+        val_size: Samples in the whole validation set (with several processes, each validates
+            a shard of it and the outputs are gathered).
     """
 
     train: Batches
@@ -103,6 +115,7 @@ class PhaseBatches:
     generator: torch.Generator
     setup_seconds: float = 0.0
     failures: dict[str, str] = field(default_factory=dict)
+    val_size: int = 0
 
     holds_images: ClassVar[bool] = True
     """Whether the inputs are images (CutMix applies) rather than feature vectors."""
@@ -154,12 +167,14 @@ class ImageBatches(PhaseBatches):
             weights = balanced_sample_weights(dataset_targets(train_ds))
         train, val = build_loaders(
             train_ds, val_ds, batch_size=batch_size, num_workers=num_workers, seed=seed,
-            sample_weights=weights,
+            sample_weights=weights, rank=fabric.global_rank, world=fabric.world_size,
         )  # fmt: skip
-        device_train, device_val = fabric.setup_dataloaders(train, val)
+        device_train, device_val = fabric.setup_dataloaders(
+            train, val, use_distributed_sampler=False  # build_loaders shards
+        )
         generator = cast(torch.Generator, train.generator)  # build_loaders gives it one
         return cls(device_train, device_val, generator, datasets=(train_ds, val_ds),
-                   batch_size=batch_size)  # fmt: skip
+                   batch_size=batch_size, val_size=len(val_ds))  # type: ignore[arg-type]
 
     def train_labels(self) -> torch.Tensor:
         return dataset_targets(self.datasets[0])
@@ -203,7 +218,8 @@ class FeatureLoader:
     """Batches of a :class:`FeatureSet` as device tensors, like a ``DataLoader`` over them.
 
     Without a generator the rows come in order; with one, a seeded shuffle per epoch, or with
-    ``balanced`` a class-balanced draw with replacement (``torch.multinomial``).
+    ``balanced`` a class-balanced draw with replacement (``torch.multinomial``). Process ``rank``
+    of ``world`` gets its shard of that order (:func:`~headstart.training.sharding.shard`).
     """
 
     def __init__(
@@ -214,16 +230,20 @@ class FeatureLoader:
         device: torch.device,
         generator: torch.Generator | None = None,
         balanced: bool = False,
+        rank: int = 0,
+        world: int = 1,
     ) -> None:
         self.set, self.batch_size, self.device = features, batch_size, device
         self.generator = generator  # None: in order, every row
+        self.rank, self.world = rank, world
         n = len(features.labels)
-        self.drop_last = generator is not None and drops_last_batch(n, batch_size)
+        self.rows = shard_size(n, world)
+        self.drop_last = generator is not None and drops_last_batch(self.rows, batch_size)
         self.labels = torch.from_numpy(features.labels)
         self.weights = balanced_sample_weights(self.labels) if balanced and n else None
 
     def __len__(self) -> int:
-        n = len(self.set.labels)
+        n = self.rows
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -234,6 +254,8 @@ class FeatureLoader:
             order = torch.multinomial(self.weights, n, replacement=True, generator=self.generator)
         else:
             order = torch.randperm(n, generator=self.generator)
+        if self.world > 1:
+            order = shard(order, self.rank, self.world)
         for index in order.split(self.batch_size)[: len(self)]:
             rows = np.asarray(self.set.features[index.numpy()], dtype=np.float32)
             yield torch.from_numpy(rows).to(self.device), self.labels[index].to(self.device)
@@ -263,14 +285,15 @@ class FeatureBatches(PhaseBatches):
     ) -> FeatureBatches:
         """Batches of ``train`` (shuffled, or class-balanced draws) and ``val`` for the head."""
         generator = torch.Generator().manual_seed(seed)
-        device = fabric.device
+        ranks = {"device": fabric.device, "rank": fabric.global_rank, "world": fabric.world_size}
         balanced = Sampler(sampler) is Sampler.BALANCED
         return cls(
-            FeatureLoader(train, batch_size, device=device, generator=generator, balanced=balanced),
-            FeatureLoader(val, VAL_FEATURE_BATCH, device=device),
+            FeatureLoader(train, batch_size, generator=generator, balanced=balanced, **ranks),
+            FeatureLoader(val, VAL_FEATURE_BATCH, **ranks),
             generator,
             train.seconds + val.seconds,
             {**train.failures, **val.failures},
+            len(val.labels),
             head_dropout(model, spec),
             (train, val),
         )

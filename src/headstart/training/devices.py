@@ -1,4 +1,10 @@
-"""The devices training runs on: a Lightning Fabric for the accelerator and precision settings."""
+"""The devices training runs on: a Lightning Fabric for the accelerator, precision and processes.
+
+One process on one device is the default. With more (``--devices`` x ``--num-nodes``), Fabric runs
+DDP: on one node it starts the other processes itself (it runs the same command again with
+``LOCAL_RANK`` set); under ``torchrun``, SLURM or ``fabric run`` it reads their environment and
+starts nothing. :func:`create_fabric` returns once every process has joined.
+"""
 
 from __future__ import annotations
 
@@ -11,14 +17,42 @@ from headstart.errors import ConfigError
 __all__ = ["create_fabric"]
 
 
-def create_fabric(accelerator: str, precision: str) -> Fabric:
-    """A one-device Fabric; ``precision="auto"`` makes a float32 one (the phases then autocast as
-    their speed trial decides)."""
+def create_fabric(
+    accelerator: str,
+    precision: str,
+    *,
+    devices: int | str = 1,
+    num_nodes: int = 1,
+    distributed: str = "auto",
+) -> Fabric:
+    """A launched Fabric; ``precision="auto"`` makes a float32 one (the phases then autocast as
+    their speed trial decides).
+
+    Args:
+        devices: Processes per node (one device each), or ``auto`` (every GPU; one on a CPU).
+        num_nodes: Machines taking part.
+        distributed: ``auto`` (DDP when more than one process takes part) or ``ddp``.
+    """
+    fabric_precision: Any = "32-true" if precision == "auto" else precision
+    several = devices == "auto" or int(devices) * num_nodes > 1
+    strategy = "ddp" if distributed == "ddp" or several else "auto"
     try:
-        fabric_precision: Any = "32-true" if precision == "auto" else precision
-        return Fabric(accelerator=accelerator, devices=1, precision=fabric_precision)
+        fabric = Fabric(
+            accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
+            precision=fabric_precision,
+        )  # fmt: skip
     except (ValueError, RuntimeError, TypeError) as exc:
         raise ConfigError(
-            f"cannot use accelerator {accelerator!r} with precision {precision!r}: {exc}; try "
-            "--accelerator cpu --precision 32-true."
+            f"cannot use accelerator {accelerator!r} with precision {precision!r} on {devices} "
+            f"device(s) x {num_nodes} node(s): {exc}; try --accelerator cpu --precision 32-true "
+            "--devices 1."
         ) from None
+    if fabric.world_size > 1 or num_nodes > 1:
+        try:
+            fabric.launch()
+        except (ValueError, RuntimeError) as exc:
+            raise ConfigError(
+                f"cannot start {fabric.world_size} training processes: {exc}; under torchrun or "
+                "SLURM, --devices must be the processes per node and --num-nodes the nodes."
+            ) from None
+    return fabric

@@ -26,7 +26,6 @@ from lightning_fabric import Fabric
 from lightning_fabric.utilities.seed import seed_everything
 from torch import nn
 
-from headstart.evaluation.metrics import macro_f1
 from headstart.run_folder import RunFolder
 from headstart.speed.allocator import keep_freed_memory
 from headstart.speed.depthwise import set_float32_depthwise
@@ -35,10 +34,17 @@ from headstart.training.batches import PhaseBatches
 from headstart.training.callbacks import BatchEnd, Callback
 from headstart.training.checkpoint import capture_rng_state, save_checkpoint
 from headstart.training.divergence import Diverged, blown_up, divergence_note
-from headstart.training.ema import ema_wins
-from headstart.training.loop import EpochProgress, train_epoch, validate
+from headstart.training.loop import EpochProgress, train_epoch
 from headstart.training.lr_trace import LrTrace, step_lr
 from headstart.training.phase import PhaseSetup, setup_phase
+from headstart.training.ranks import (
+    agree_on_step,
+    all_rng_states,
+    decided_by_rank_zero,
+    epoch_start_for_rank,
+    rng_for_rank,
+    summed_progress,
+)
 from headstart.training.recipe import PhaseRecipe, class_count, phase_recipe
 from headstart.training.resume import (
     CHECKPOINT_FORMAT,
@@ -50,6 +56,7 @@ from headstart.training.settings import EngineSettings, TrainResult
 from headstart.training.signals import StopRequest, TrainingInterrupted, stop_on_signals
 from headstart.training.strategies import Phase
 from headstart.training.tracking import BestTracker, EarlyStopping, deadline_note
+from headstart.training.validation import validate_epoch
 from headstart.zoo.spec import BackboneSpec
 
 __all__ = ["Diverged", "EngineSettings", "TrainResult", "train_phases"]
@@ -154,6 +161,12 @@ def _resume(run: _Run) -> ResumePoint:
     point = resume_point(
         state, run.phases, device_type=run.fabric.device.type, precision=run.settings.precision
     )
+    if point.rng is not None:  # within a phase: this process's own RNG states
+        point.rng, own = rng_for_rank(run.fabric, state)
+        if not own:
+            logger.warning("resuming with another number of processes: not bit-exact any more")
+    if point.within is not None:
+        point.within = epoch_start_for_rank(run.fabric, point.within)
     within = f", {point.within.batches} steps into the next" if point.within else ""
     logger.info("resuming from %s: %d epochs done%s", used, len(run.history), within)
     return point
@@ -214,7 +227,8 @@ def _recipe(run: _Run, batches: PhaseBatches, setup: PhaseSetup, start: ResumePo
 
 def _start_fresh(run: _Run, index: int, batches: PhaseBatches) -> None:
     """Seed a phase that starts now; a later phase starts from the best weights so far."""
-    seed_everything(run.settings.seed, workers=True, verbose=False)
+    # each process draws its own augmentation and dropout; all draw the same batch order
+    seed_everything(run.settings.seed + run.fabric.global_rank, workers=True, verbose=False)
     batches.generator.manual_seed(run.settings.seed)
     if index > 0 and run.best_state is not None:
         run.model.load_state_dict(run.best_state)
@@ -267,7 +281,7 @@ def _train_and_validate(
     steps = len(epoch.batches.train)
 
     def on_step(progress: EpochProgress, loss: torch.Tensor, images_per_s: float) -> None:
-        value = float(loss)
+        value, run.stop.signum = agree_on_step(run.fabric, float(loss), run.stop.signum)
         if blown_up(value):
             raise Diverged(_where(run, epoch, f"step {progress.batches}: training loss {value:g}"))
         if recipe.ema is not None:
@@ -296,33 +310,15 @@ def _train_and_validate(
 
 
 def _validation(run: _Run, epoch: _Epoch) -> dict[str, Any]:
-    """Validation metrics of the live weights or, with EMA on, of whichever of the live and the
-    averaged weights is better by the monitored metric, with ``ema`` saying which (the seconds
-    count both passes)."""
-    live = _validate(run, epoch, "validation loss")
-    ema = epoch.recipe.ema
-    if ema is None:
-        return live
-    with ema.applied():
-        averaged = _validate(run, epoch, "validation loss of the EMA weights")
-    seconds = live["seconds"] + averaged["seconds"]
-    chosen = averaged if ema_wins(live, averaged, run.settings.monitor) else live
-    return {**chosen, "seconds": seconds, "ema": chosen is averaged}
-
-
-def _validate(run: _Run, epoch: _Epoch, what: str) -> dict[str, Any]:
-    """``val_loss``, ``val_acc``, ``val_f1`` and ``seconds`` of the module's current weights."""
-    setup = epoch.setup
-    val = validate(setup.module, epoch.batches.val, speed=setup.speed)
-    if blown_up(val["loss"]):
-        raise Diverged(_where(run, epoch, f"{what} {val['loss']:g}"))
-    num_classes = val["logits"].shape[1] if val["logits"].numel() else 1
-    return {
-        "val_loss": val["loss"],
-        "val_acc": val["acc"],
-        "val_f1": macro_f1(val["logits"].argmax(dim=1), val["targets"], num_classes),
-        "seconds": val["seconds"],
-    }
+    """The epoch's validation metrics (see :func:`~headstart.training.validation.validate_epoch`);
+    a blown-up loss stops training, saying where."""
+    try:
+        return validate_epoch(
+            run.fabric, epoch.setup.module, epoch.batches, epoch.setup.speed,
+            ema=epoch.recipe.ema, monitor=run.settings.monitor,
+        )  # fmt: skip
+    except Diverged as exc:
+        raise Diverged(_where(run, epoch, str(exc))) from None
 
 
 def _after_step(run: _Run, epoch: _Epoch, progress: EpochProgress, steps: int) -> None:
@@ -331,7 +327,8 @@ def _after_step(run: _Run, epoch: _Epoch, progress: EpochProgress, steps: int) -
     due = every > 0 and progress.steps % every == 0
     if run.stop.signum is None and not (due and progress.batches < steps):
         return
-    _save_last(run, epoch.position(run, progress, epoch.number - 1), epoch.generator_state)
+    position = epoch.position(run, summed_progress(run.fabric, progress), epoch.number - 1)
+    _save_last(run, position, epoch.generator_state)
     if run.stop.signum is not None:
         _interrupt(run, f"step {progress.batches}/{steps} of epoch {len(run.history) + 1}")
 
@@ -359,9 +356,10 @@ def _end_epoch(run: _Run, epoch: _Epoch, stats: dict[str, Any], last_phase: bool
 def _past_deadline(run: _Run, row: Mapping[str, Any]) -> bool:
     """Whether another epoch as long as this one would end after the deadline (then say so)."""
     note = deadline_note(run.settings.deadline, row)
-    if note is not None:
-        run.callbacks.on_note(note)
-    return note is not None
+    if not decided_by_rank_zero(run.fabric, note is not None):  # epoch times differ per process
+        return False
+    run.callbacks.on_note(note or "the deadline stops training (rank 0's timing)")
+    return True
 
 
 def _record_epoch(run: _Run, row: dict[str, Any], recipe: PhaseRecipe) -> None:
@@ -399,8 +397,10 @@ def _save_last(run: _Run, state: dict[str, Any], generator_state: torch.Tensor) 
         generator_state: The training batches' generator state at the start of the epoch that
             the resumed run trains next (or continues).
     """
+    rng_ranks = all_rng_states(run.fabric)  # every process's, gathered (a collective)
     if run.fabric.is_global_zero:
         state.update(
+            rng_ranks=rng_ranks,
             format=CHECKPOINT_FORMAT,
             model=run.model.state_dict(),
             best_model=run.best_state,

@@ -20,7 +20,7 @@ from headstart.speed.settings import SpeedSettings
 from headstart.surgery import train_mode
 from headstart.training.checkpoint import restore_rng_state
 
-__all__ = ["Batches", "EpochProgress", "StepOptions", "train_epoch", "validate"]
+__all__ = ["Batches", "EpochProgress", "StepOptions", "scores", "train_epoch", "validate"]
 
 
 class Batches(Iterable[tuple[torch.Tensor, torch.Tensor]], Sized, Protocol):
@@ -178,11 +178,14 @@ def train_epoch(
             elapsed = time.perf_counter() - began
             speed_now = (seen - done) / elapsed if elapsed > 0 else 0.0
             on_step(EpochProgress(index + 1, seen, sums, steps), loss.detach(), speed_now)
-    total_loss, correct = sums.tolist()  # the one device sync of the epoch
+    counts = torch.stack([sums[0], sums[1], sums.new_tensor(seen), sums.new_tensor(seen - done)])
+    if fabric.world_size > 1:  # every process's images (a resumed epoch's sums are rank 0's)
+        counts = fabric.all_reduce(counts, reduce_op="sum")  # type: ignore[assignment]
+    total_loss, correct, seen, images = counts.tolist()  # the one device sync of the epoch
     return {
         "loss": total_loss / max(seen, 1),
         "acc": correct / max(seen, 1),
-        "images": seen - done,
+        "images": int(images),
         "seconds": time.perf_counter() - began,
     }
 
@@ -231,13 +234,17 @@ def validate(module: nn.Module, batches: Batches, *, speed: SpeedSettings) -> di
             all_targets.append(labels.cpu())
     logits = torch.cat(all_logits) if all_logits else torch.zeros(0, 0)
     targets = torch.cat(all_targets) if all_targets else torch.zeros(0, dtype=torch.long)
+    return {**scores(logits, targets), "seconds": time.perf_counter() - start}
+
+
+def scores(logits: torch.Tensor, targets: torch.Tensor) -> dict[str, Any]:
+    """``loss`` (plain cross-entropy, mean), ``acc``, and the ``logits`` and ``targets``."""
     seen = len(targets)
     loss = nn.functional.cross_entropy(logits, targets, reduction="sum") if seen else 0.0
     correct = int((logits.argmax(dim=1) == targets).sum()) if seen else 0
     return {
         "loss": float(loss) / max(seen, 1),
         "acc": correct / max(seen, 1),
-        "seconds": time.perf_counter() - start,
         "logits": logits,
         "targets": targets,
     }

@@ -45,6 +45,10 @@ def _one_line_error(code: int, err: str, needle: str, *, first: bool = True) -> 
         (["--backbone-lr-factor", "-1"], "--backbone-lr-factor must be a finite number at least"),
         (["--image-size", "100000"], "--image-size must be a whole number from 8 to 2048"),
         (["--num-workers", "-1"], "--num-workers must be a whole number from 0 to 256"),
+        (["--tracker", "mlfow"], "unknown --tracker 'mlfow'; use one of tensorboard, mlflow"),
+        (["--tracker", "wandb,tb"], "unknown --tracker 'tb'; use one of tensorboard, mlflow, w"),
+        (["--wandb-mode", "dry"], "unknown --wandb-mode 'dry'; use one of online, offline."),
+        (["--mlflow-experiment", " "], "--mlflow-experiment must name an experiment"),
     ],
 )
 def test_bad_settings_on_the_command_line(tmp_path: Path, data: Path, args, needle) -> None:
@@ -61,6 +65,7 @@ def test_bad_settings_on_the_command_line(tmp_path: Path, data: Path, args, need
         ("max_bad_fraction: 5\n", "--max-bad-fraction must be a finite number at least 0 and at"),
         ("epochs: true\n", "setting epochs: True is not a whole number"),
         ("lr: .inf\n", "--lr must be a finite number greater than 0, got inf"),
+        ("tracker: [mlflow, nope]\n", "unknown --tracker 'nope'; use one of tensorboard,"),
     ],
 )
 def test_bad_settings_in_a_config_file(tmp_path: Path, data: Path, text: str, needle: str) -> None:

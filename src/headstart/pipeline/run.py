@@ -23,8 +23,9 @@ from headstart.pipeline.finish import (
 from headstart.pipeline.notes import Notes
 from headstart.pipeline.phase_data import PhaseData
 from headstart.pipeline.recipe import describe_recipe, engine_settings, plan_phases_for
+from headstart.pipeline.trackers import check_trackers, open_trackers
 from headstart.run_folder import RunFolder
-from headstart.training.callbacks import Callback, CallbackList
+from headstart.training.callbacks import Callback, CallbackList, RunEnd
 
 if TYPE_CHECKING:
     from lightning_fabric import Fabric
@@ -78,6 +79,7 @@ def train_run(
     origin = origin or dict.fromkeys(config.to_dict(), "default")
     notes = Notes(CallbackList(callbacks))
     fabric = fabric_for(config)  # an accelerator this machine lacks fails before any work
+    check_trackers(config)
     splits = load_splits(
         config.data, val_fraction=config.val_fraction, test_fraction=config.test_fraction,
         seed=config.seed,
@@ -109,10 +111,11 @@ def train_run(
     run.save_splits(splits)
     run.save_data_report(report.to_dict())
     run.save_config(config, origin)
-    return _train_and_save(
-        fabric, config, splits, model, spec, run, notes, callbacks, resume=False, started=started,
-        deadline=deadline,
-    )  # fmt: skip
+    with ExitStack() as trackers:  # open until the report is written
+        return _train_and_save(
+            fabric, config, splits, model, spec, run, notes, callbacks, resume=False,
+            started=started, deadline=deadline, trackers=trackers,
+        )  # fmt: skip
 
 
 def resume_run(
@@ -136,6 +139,7 @@ def resume_run(
     run = RunFolder.open(run_dir)
     config, _ = run.load_config(**(overrides or {}))
     fabric = fabric_for(config)
+    check_trackers(config)
     if not run.has_checkpoint():
         raise CheckpointError(
             f"{run_dir} has no checkpoint to resume from (it stopped before its first epoch "
@@ -145,10 +149,11 @@ def resume_run(
     model, spec = create_model(config, num_classes=len(splits.classes))
     notes = Notes(CallbackList(callbacks))
     notes.add(f"resuming the run in {run_dir} from its last checkpoint")
-    return _train_and_save(
-        fabric, config, splits, model, spec, run, notes, callbacks, resume=True,
-        started=time.monotonic(),
-    )  # fmt: skip
+    with ExitStack() as trackers:  # open until the report is written
+        return _train_and_save(
+            fabric, config, splits, model, spec, run, notes, callbacks, resume=True,
+            started=time.monotonic(), trackers=trackers,
+        )  # fmt: skip
 
 
 def _refuse_out_in_data(out: str, splits: DataSplits) -> None:
@@ -209,6 +214,7 @@ def _train_and_save(
     resume: bool,
     started: float,
     deadline: float = 0.0,
+    trackers: ExitStack,
 ) -> RunResult:
     from headstart.artifact import LoadedModel, save_model_dir
     from headstart.speed.allocator import keep_freed_memory
@@ -223,10 +229,7 @@ def _train_and_save(
     with ExitStack() as stack:
         stack.enter_context(keep_freed_memory())  # page faults cost 20-35% of a CPU step
         listeners = [notes, *callbacks]
-        if config.tensorboard:
-            from headstart.training.tensorboard import TensorBoardLogger
-
-            listeners.append(stack.enter_context(TensorBoardLogger(run.tensorboard_dir)))
+        listeners += open_trackers(config, run, notes, trackers, enabled=fabric.is_global_zero)
         settings = engine_settings(config, num_classes=len(classes), deadline=deadline)
         result = train_phases(
             fabric, model, spec, plan_phases_for(config, spec), data, settings,
@@ -246,6 +249,9 @@ def _train_and_save(
     write_run_report(run, evaluated, splits)
     if config.budget is not None and not resume:
         note_budget(config.budget, started, notes)
+    CallbackList(listeners).on_run_end(RunEnd(
+        result.best_epoch, best, tested, model_dir, None if evaluated is None else run.report_dir
+    ))  # fmt: skip
     return RunResult(
         run_dir=run.path, model_dir=model_dir, classes=classes, history=result.history,
         best_epoch=result.best_epoch, best_metrics=best, test_metrics=tested,

@@ -99,3 +99,32 @@ def test_malformed_yaml_is_one_clear_error(tmp_path: Path, text: str) -> None:
     path.write_text(text)
     with pytest.raises(ConfigError, match="c.yaml|setting names"):
         load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("value", "want"),
+    [
+        ("", ""),
+        ("MLflow, wandb", "mlflow,wandb"),
+        (["wandb", "mlflow", "wandb"], "wandb,mlflow"),
+        (("tensorboard",), "tensorboard"),
+        ("mlflow,,", "mlflow"),
+    ],
+)
+def test_trackers_become_one_comma_list(value, want: str) -> None:
+    assert TrainConfig(tracker=value).tracker == want
+    config, _ = build_config(cli_values={"tracker": value})
+    assert config.tracker == want
+    assert yaml.safe_load(config_text(config, {}))["settings"]["tracker"] == want
+
+
+def test_tracker_settings_come_from_yaml_with_provenance(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("tracker: [mlflow, wandb]\nwandb_mode: offline\nmlflow_uri: file:///x\n")
+    config, origin = load_config(path, wandb_project="mine")
+    got = (config.tracker, config.wandb_mode, config.mlflow_uri, config.wandb_project)
+    assert got == ("mlflow,wandb", "offline", "file:///x", "mine")
+    assert [origin[k] for k in ("tracker", "wandb_project", "mlflow_experiment")] == [
+        "file", "cli", "default"
+    ]
+    assert TrainConfig().wandb_mode is None and TrainConfig().mlflow_uri is None

@@ -14,23 +14,10 @@ import yaml
 from headstart.errors import ConfigError, closest
 
 __all__ = [
-    "RESUME_FREE",
-    "RESUME_INEXACT",
-    "Augment",
-    "BnStats",
-    "ClassWeights",
-    "Distributed",
-    "Optimizer",
-    "Sampler",
-    "Schedule",
-    "Strategy",
-    "TrainConfig",
-    "parse_duration",
-    "build_config",
-    "config_text",
-    "load_config",
-    "parse_config_text",
-]
+    "RESUME_FREE", "RESUME_INEXACT", "Augment", "BnStats", "ClassWeights", "Distributed",
+    "Optimizer", "Sampler", "Schedule", "Strategy", "TRACKERS", "TrainConfig", "parse_duration",
+    "build_config", "config_text", "load_config", "parse_config_text",
+]  # fmt: skip
 
 
 class Strategy(str, Enum):
@@ -86,8 +73,7 @@ class ClassWeights(str, Enum):
 
 
 class Distributed(str, Enum):
-    """How several processes train one model (``--distributed``): ``auto`` is DDP when more than
-    one process takes part (``--devices`` x ``--num-nodes``), nothing otherwise."""
+    """How several processes train one model: ``auto`` is DDP when there are several."""
 
     AUTO = "auto"
     DDP = "ddp"
@@ -140,7 +126,11 @@ _REAL = {  # setting: (lowest, highest, lowest allowed?, highest allowed?)
     "clip_grad": (0.0, math.inf, True, False),
 }
 """Ranges of the real-valued settings; every one must also be finite (no nan, no inf)."""
-RESUME_FREE = ("data", "out", "checkpoint_every_steps")
+TRACKERS = ("tensorboard", "mlflow", "wandb")
+"""What ``tracker`` (a comma list) may name; ``tensorboard`` is also the ``tensorboard`` switch."""
+WANDB_MODES = ("online", "offline")
+RESUME_FREE = ("data", "out", "checkpoint_every_steps", "tracker", "mlflow_uri",
+               "mlflow_experiment", "wandb_project", "wandb_mode")
 """Settings that may change when a run is resumed without changing its result."""
 RESUME_INEXACT = ("num_workers", "accelerator", "precision", "devices", "num_nodes", "distributed")
 """Settings that may change on resume, with a warning that the result is no longer bit-exact."""
@@ -209,8 +199,14 @@ class TrainConfig:
     tensorboard: bool = False
     cache: bool = True
     checkpoint_every_steps: int = 500
+    tracker: str = ""
+    mlflow_uri: str | None = None
+    mlflow_experiment: str = "headstart"
+    wandb_project: str = "headstart"
+    wandb_mode: str | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "tracker", _tracker_list(self.tracker))
         for name, enum in (
             ("strategy", Strategy),
             ("optimizer", Optimizer),
@@ -235,13 +231,17 @@ class TrainConfig:
             raise ConfigError("--val-fraction plus --test-fraction must leave images to train on.")
         if self.budget is not None:
             parse_duration(self.budget)
+        for name in ("mlflow_experiment", "wandb_project"):
+            if not getattr(self, name).strip():
+                raise ConfigError(f"{_flag(name)} must name an experiment / project, got ''.")
         for name, choices in (
             ("accelerator", ACCELERATORS), ("precision", PRECISIONS), ("monitor", MONITORS),
+            ("wandb_mode", WANDB_MODES),
         ):  # fmt: skip
             value = getattr(self, name)
-            if value not in choices:
+            if value not in choices and not (value is None and name in _OPTIONAL):
                 raise ConfigError(
-                    f"unknown --{name} {value!r}; use one of {', '.join(choices)}."
+                    f"unknown {_flag(name)} {value!r}; use one of {', '.join(choices)}."
                     f"{closest(value, choices)}"
                 )
 
@@ -256,6 +256,24 @@ class TrainConfig:
     def replace(self, **changes: Any) -> TrainConfig:
         """Return a validated copy with ``changes`` applied."""
         return dataclasses.replace(self, **changes)
+
+
+def _tracker_list(value: Any) -> Any:
+    """``tracker`` as one comma list of known names ("mlflow,wandb"), from text or a list."""
+    if isinstance(value, (list, tuple)):
+        value = ",".join(str(v) for v in value)
+    if not isinstance(value, str):
+        return value  # the type check says what is wrong
+    names: list[str] = []
+    for name in (part.strip().lower() for part in value.split(",")):
+        if name and name not in TRACKERS:
+            raise ConfigError(
+                f"unknown --tracker {name!r}; use one of {', '.join(TRACKERS)} (several: "
+                f"--tracker mlflow --tracker wandb, or mlflow,wandb).{closest(name, TRACKERS)}"
+            )
+        if name and name not in names:
+            names.append(name)
+    return ",".join(names)
 
 
 def _to_enum(enum: type[Enum], value: Any, name: str) -> Enum:
@@ -348,9 +366,9 @@ def build_config(
 
 _FIELD_TYPES: dict[str, type] = {f.name: type(f.default) for f in fields(TrainConfig)}
 _FIELD_TYPES.update(image_size=int, weights=str, lr=float, hflip=bool, budget=str, devices=int)
-_AUTO_OK = ("lr", "devices")
-"""Settings that also take the word ``auto``."""
-_OPTIONAL = ("image_size", "weights", "hflip", "budget")
+_FIELD_TYPES.update(mlflow_uri=str, wandb_mode=str)
+_AUTO_OK = ("lr", "devices")  # settings that also take the word "auto"
+_OPTIONAL = ("image_size", "weights", "hflip", "budget", "mlflow_uri", "wandb_mode")
 _EXPECTED = {bool: "true or false", int: "a whole number", float: "a number"}
 
 
@@ -363,6 +381,8 @@ def _coerce(key: str, value: Any) -> Any:
         return AUTO
     if key == "hflip" and isinstance(value, str) and value.strip().lower() == AUTO:
         return None
+    if key == "tracker" and isinstance(value, (list, tuple)):
+        return _tracker_list(value)
     try:
         if isinstance(value, bool) and kind is not bool:
             raise ValueError  # YAML reads `epochs: yes` as True, which is not 1 epoch

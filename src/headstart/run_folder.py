@@ -11,6 +11,7 @@ A run folder holds::
     model/               the trained model (see headstart.artifact)
     report/              the evaluation report; eval/ holds later `headstart evaluate` reports
     tensorboard/         TensorBoard events, with --tensorboard
+    trackers.json        the MLflow / W&B runs this run logs to, which a resume continues
     lr_find.png          the learning-rate sweep, with --lr auto
 
 No other module spells these names. Every file is written atomically (``files.atomic_write``), and
@@ -69,6 +70,7 @@ _METRICS = "metrics.csv"
 _LR = "lr.csv"
 _CHECKPOINTS = "checkpoints"
 _MODEL = "model"
+_TRACKERS = "trackers.json"
 
 
 @dataclass(frozen=True)
@@ -204,6 +206,11 @@ class RunFolder:
         return self.path / "tensorboard"
 
     @property
+    def mlflow_store(self) -> Path:
+        """The default MLflow file store, ``mlruns/`` beside the run folder."""
+        return self.path.parent / "mlruns"
+
+    @property
     def lr_find_plot(self) -> Path:
         """The learning-rate sweep's curve, for ``--lr auto``."""
         return self.path / "lr_find.png"
@@ -273,6 +280,25 @@ class RunFolder:
     def read_lr_trace(self) -> list[dict[str, str]]:
         """The rows of lr.csv as dicts of strings (empty when the file is missing)."""
         return _read_csv(self.path / _LR)
+
+    # ------------------------------------------------------------------------- trackers
+
+    def tracker_run(self, tracker: str) -> dict[str, str]:
+        """What ``tracker`` (mlflow, wandb) saved about its run, e.g. its id (empty if nothing)."""
+        try:
+            entry = json.loads((self.path / _TRACKERS).read_text()).get(tracker)
+        except (OSError, ValueError, AttributeError):
+            return {}
+        return {str(k): str(v) for k, v in entry.items()} if isinstance(entry, dict) else {}
+
+    def save_tracker_run(self, tracker: str, entry: Mapping[str, str]) -> None:
+        """Keep ``tracker``'s run (its id, where it is) so that a resume logs to the same run."""
+        try:
+            doc = json.loads((self.path / _TRACKERS).read_text())
+        except (OSError, ValueError):
+            doc = {}
+        doc = {**(doc if isinstance(doc, dict) else {}), tracker: dict(entry)}
+        atomic_write(self.path / _TRACKERS, json.dumps(doc, indent=1) + "\n")
 
     # ------------------------------------------------------------------------- checkpoints
 

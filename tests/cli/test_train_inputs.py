@@ -48,6 +48,10 @@ def _one_line_error(code: int, err: str, needle: str, *, first: bool = True) -> 
         (["--devices", "0"], "--devices must be a whole number from 1 to 4096, got 0"),
         (["--num-nodes", "0"], "--num-nodes must be a whole number from 1 to 100000"),
         (["--devices", "2", "--budget", "1m"], "--budget plans the run of one process"),
+        (["--tracker", "mlfow"], "unknown --tracker 'mlfow'; use one of tensorboard, mlflow"),
+        (["--tracker", "wandb,tb"], "unknown --tracker 'tb'; use one of tensorboard, mlflow, w"),
+        (["--wandb-mode", "dry"], "unknown --wandb-mode 'dry'; use one of online, offline."),
+        (["--mlflow-experiment", " "], "--mlflow-experiment must name an experiment"),
     ],
 )
 def test_bad_settings_on_the_command_line(tmp_path: Path, data: Path, args, needle) -> None:
@@ -64,6 +68,7 @@ def test_bad_settings_on_the_command_line(tmp_path: Path, data: Path, args, need
         ("max_bad_fraction: 5\n", "--max-bad-fraction must be a finite number at least 0 and at"),
         ("epochs: true\n", "setting epochs: True is not a whole number"),
         ("lr: .inf\n", "--lr must be a finite number greater than 0, got inf"),
+        ("tracker: [mlflow, nope]\n", "unknown --tracker 'nope'; use one of tensorboard,"),
     ],
 )
 def test_bad_settings_in_a_config_file(tmp_path: Path, data: Path, text: str, needle: str) -> None:

@@ -22,3 +22,14 @@ def test_a_training_note_and_a_pipeline_note_each_reach_a_callback_once() -> Non
     notes.add("budget plan: ...")
     assert heard.notes == ["stopped after epoch 7", "budget plan: ..."]
     assert notes.messages == ["stopped after epoch 7", "budget plan: ..."]
+
+
+def test_a_late_subscriber_hears_the_notes_so_far_and_the_pipelines_later_ones() -> None:
+    early, late = Heard(), Heard()
+    notes = Notes(CallbackList([early]))
+    notes.add("validation split made")
+    notes.subscribe(late)  # a tracker, opened when training starts
+    CallbackList([notes, early, late]).on_note("from the engine")  # as the engine tells them
+    notes.add("speed: fp32")
+    assert late.notes == ["validation split made", "from the engine", "speed: fp32"]
+    assert early.notes == late.notes

@@ -175,6 +175,34 @@ def train(
     checkpoint_every_steps: Annotated[
         int, typer.Option(help="Also checkpoint every N steps within an epoch (0: off).")
     ] = _D.checkpoint_every_steps,
+    tracker: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Also log to a tracker: tensorboard, mlflow or wandb (repeat it, or a comma "
+            "list); mlflow and wandb are extras (uv sync --extra mlflow).",
+            show_default=False,
+        ),
+    ] = None,
+    mlflow_uri: Annotated[
+        str | None,
+        typer.Option(
+            help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else the file store mlruns/ "
+            "beside the run folder).",
+            show_default=False,
+        ),
+    ] = None,
+    mlflow_experiment: Annotated[str, typer.Option(help="MLflow experiment.")] = (
+        _D.mlflow_experiment
+    ),
+    wandb_project: Annotated[str, typer.Option(help="W&B project.")] = _D.wandb_project,
+    wandb_mode: Annotated[
+        str | None,
+        typer.Option(
+            help="W&B mode: online, or offline (no network; `wandb sync` later) (default: "
+            "WANDB_MODE, else online).",
+            show_default=False,
+        ),
+    ] = None,
     config: Annotated[
         Path | None, typer.Option(help="YAML file of settings; command-line options win.")
     ] = None,

@@ -20,6 +20,7 @@ class Notes(Callback):
     def __init__(self, callbacks: Callback) -> None:
         self.messages: list[str] = []
         self._callbacks = callbacks
+        self._late: list[Callback] = []
 
     def on_note(self, message: str) -> None:
         """A note from training, which the engine tells every callback itself: keep and log it."""
@@ -29,6 +30,15 @@ class Notes(Callback):
         """A note of the pipeline's own: keep, log and pass it on to the callbacks."""
         self._keep(message, level)
         self._callbacks.on_note(message)
+        for callback in self._late:
+            callback.on_note(message)
+
+    def subscribe(self, callback: Callback) -> None:
+        """Pass the notes so far, and the pipeline's later ones, to ``callback`` (a tracker that
+        starts when training does; the engine tells it its own notes)."""
+        for message in self.messages:
+            callback.on_note(message)
+        self._late.append(callback)
 
     def _keep(self, message: str, level: int) -> None:
         self.messages.append(message)

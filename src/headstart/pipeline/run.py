@@ -29,8 +29,9 @@ from headstart.pipeline.recipe import (
     engine_settings,
     plan_phases_for,
 )
+from headstart.pipeline.trackers import check_trackers, open_trackers
 from headstart.run_folder import RunFolder
-from headstart.training.callbacks import Callback, CallbackList
+from headstart.training.callbacks import Callback, CallbackList, RunEnd
 
 if TYPE_CHECKING:
     from lightning_fabric import Fabric
@@ -89,6 +90,7 @@ def train_run(
         )
     fabric = fabric_for(config)  # an accelerator this machine lacks fails before any work
     notes = Notes(CallbackList(callbacks if fabric.is_global_zero else ()))
+    check_trackers(config)
     splits = load_splits(
         config.data, val_fraction=config.val_fraction, test_fraction=config.test_fraction,
         seed=config.seed,
@@ -107,10 +109,11 @@ def train_run(
         )  # fmt: skip
         deadline = started + plan.budget - plan.seconds["test + report"]
     run = from_rank_zero(fabric, lambda: _new_run_folder(config, origin, splits, report, notes))
-    return _train_and_save(
-        fabric, config, splits, model, spec, run, notes, callbacks, resume=False, started=started,
-        deadline=deadline,
-    )  # fmt: skip
+    with ExitStack() as trackers:  # open until the report is written
+        return _train_and_save(
+            fabric, config, splits, model, spec, run, notes, callbacks, resume=False,
+            started=started, deadline=deadline, trackers=trackers,
+        )  # fmt: skip
 
 
 def resume_run(
@@ -135,6 +138,7 @@ def resume_run(
     config, _ = run.load_config(**(overrides or {}))
     fabric = fabric_for(config)
     callbacks = callbacks if fabric.is_global_zero else ()
+    check_trackers(config)
     if not run.has_checkpoint():
         raise CheckpointError(
             f"{run_dir} has no checkpoint to resume from (it stopped before its first epoch "
@@ -144,10 +148,11 @@ def resume_run(
     model, spec = create_model(config, num_classes=len(splits.classes))
     notes = Notes(CallbackList(callbacks))
     notes.add(f"resuming the run in {run_dir} from its last checkpoint")
-    return _train_and_save(
-        fabric, config, splits, model, spec, run, notes, callbacks, resume=True,
-        started=time.monotonic(),
-    )  # fmt: skip
+    with ExitStack() as trackers:  # open until the report is written
+        return _train_and_save(
+            fabric, config, splits, model, spec, run, notes, callbacks, resume=True,
+            started=time.monotonic(), trackers=trackers,
+        )  # fmt: skip
 
 
 def _new_run_folder(
@@ -236,6 +241,7 @@ def _train_and_save(
     resume: bool,
     started: float,
     deadline: float = 0.0,
+    trackers: ExitStack,
 ) -> RunResult:
     from headstart.artifact import LoadedModel, save_model_dir
     from headstart.speed.allocator import keep_freed_memory
@@ -254,10 +260,7 @@ def _train_and_save(
     with ExitStack() as stack:
         stack.enter_context(keep_freed_memory())  # page faults cost 20-35% of a CPU step
         listeners = [notes, *callbacks] if main else [notes]
-        if config.tensorboard and main:
-            from headstart.training.tensorboard import TensorBoardLogger
-
-            listeners.append(stack.enter_context(TensorBoardLogger(run.tensorboard_dir)))
+        listeners += open_trackers(config, run, notes, trackers, enabled=main)
         settings = engine_settings(config, num_classes=len(classes), deadline=deadline)
         result = train_phases(
             fabric, model, spec, plan_phases_for(config, spec), data, settings,
@@ -279,6 +282,10 @@ def _train_and_save(
     write_run_report(run, evaluated, splits)
     if config.budget is not None and not resume:
         note_budget(config.budget, started, notes)
+    CallbackList(listeners).on_run_end(RunEnd(
+        result.best_epoch, best, tested, run.model_dir,
+        None if evaluated is None else run.report_dir,
+    ))  # fmt: skip
     return _run_result(run, classes, result, best, tested, model, pre, spec, notes)
 
 

@@ -6,8 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from headstart.errors import ConfigError
-from headstart.training.callbacks import Callback
+from headstart.training.callbacks import Callback, missing_extra
 
 __all__ = ["TensorBoardLogger"]
 
@@ -32,10 +31,7 @@ class TensorBoardLogger(Callback):
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
-            raise ConfigError(
-                "--tensorboard needs the tensorboard package; install it with "
-                "`pip install 'headstart[tensorboard]'` (or `uv sync --extra tensorboard`)."
-            ) from None
+            raise missing_extra("tensorboard", "--tensorboard") from None
         self._writer = SummaryWriter(log_dir=str(log_dir))
 
     def on_epoch_end(self, row: Mapping[str, Any]) -> None:

@@ -11,7 +11,7 @@ import torch
 
 from headstart.errors import ConfigError
 
-__all__ = ["Device", "available_devices", "resolve_device"]
+__all__ = ["Device", "available_devices", "best_device", "resolve_device"]
 
 Device = str | torch.device
 """A device as users write it: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"`` or a torch.device."""
@@ -27,6 +27,15 @@ def available_devices() -> tuple[str, ...]:
     if torch.backends.mps.is_available():
         found.append("mps")
     return tuple(found)
+
+
+def best_device() -> torch.device:
+    """The fastest device here for running a model: the current CUDA GPU, else MPS, else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
 
 
 def resolve_device(device: Device = "cpu") -> torch.device:

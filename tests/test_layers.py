@@ -191,3 +191,15 @@ def test_inference_commands_never_import_training(command: str) -> None:
     """Every import these commands can reach, in any function body: none is training code."""
     reached = _reachable(f"headstart.cli.{command}")
     assert not sorted(m for m in reached if _unit(m) in ("training", "pipeline"))
+
+
+def test_embed_reaches_training_only_through_the_feature_cache() -> None:
+    """``headstart embed`` runs the frozen body through training's feature cache, nothing else of
+    training (no engine, loop or Fabric): pipeline/embed.py says why it sits on layer 6."""
+    reached = _reachable("headstart.cli.embed")
+    assert "headstart.training.features" in reached
+    assert sorted(m for m in reached if _unit(m) == "training") == ["headstart.training.features"]
+    assert sorted(m for m in reached if _unit(m) == "pipeline") == [
+        "headstart.pipeline.embed",
+        "headstart.pipeline.embed_file",
+    ]

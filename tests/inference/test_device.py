@@ -58,3 +58,16 @@ def test_cuda_devices_are_resolved_when_present(monkeypatch: pytest.MonkeyPatch)
     expected = r"'cuda:2' is not available; use one of: auto, cpu, cuda:0"
     with pytest.raises(ConfigError, match=expected):
         resolve_device("cuda:2")
+
+
+def test_best_device_prefers_cuda_then_mps_then_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    from headstart.inference.device import best_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert best_device() == torch.device("cpu")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert best_device() == torch.device("mps")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    assert best_device() == torch.device("cuda", 1)

@@ -25,6 +25,13 @@ TV_MODELS = [
     "tv:efficientnet_b0",
     "tv:inception_v3",
     "tv:convnext_tiny",
+    "tv:efficientnet_v2_s",
+    "tv:regnet_y_400mf",
+    "tv:regnet_x_400mf",
+    "tv:swin_t",
+    "tv:swin_v2_t",
+    "tv:maxvit_t",
+    "tv:vit_b_16",
 ]
 
 
@@ -87,3 +94,47 @@ def test_bundled_lite0_contract(lite0) -> None:
 def test_bundled_lite2_input_size() -> None:
     _, spec = create_backbone("bundled:efficientnet_lite2", pretrained=False)
     assert spec.preprocessing.input_size == 260 and not spec.pretrained
+
+
+@pytest.mark.parametrize(
+    ("name", "size"),
+    [("tv:regnet_y_400mf", 64), ("tv:swin_v2_t", 64), ("tv:efficientnet_v2_s", 64)],
+)
+def test_new_torchvision_families_train_a_new_head(name: str, size: int) -> None:
+    """Head replaced, the last stage and the head trainable, a small forward and backward pass."""
+    from headstart.surgery import replace_head, set_trainable_stages
+
+    torch.manual_seed(0)
+    model, spec = create_backbone(name, pretrained=False)
+    replace_head(model, spec, 3)
+    set_trainable_stages(model, spec, 1)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    head = {
+        f"{spec.classifier}.{n}" for n, _ in model.get_submodule(spec.classifier).named_parameters()
+    }
+    assert trainable == set(spec.stages[-1]) | head
+    out = model.train()(torch.randn(2, 3, size, size))
+    assert out.shape == (2, 3)
+    out.sum().backward()
+
+
+def test_vit_and_maxvit_stage_tables() -> None:
+    model, vit = create_backbone("tv:vit_b_16", pretrained=False)
+    assert vit.classifier == "heads.head" and vit.num_features == 768 and vit.fixed_input_size
+    assert {"class_token", "conv_proj.weight", "encoder.pos_embedding"} <= set(vit.stages[0])
+    blocks = [
+        sorted({int(n.split(".")[2].rpartition("_")[2]) for n in stage if ".layers." in n})
+        for stage in vit.stages[1:]
+    ]
+    assert blocks == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9, 10, 11]]
+    assert "encoder.ln.weight" in vit.stages[-1]
+    assert (vit.preprocessing.input_size, vit.preprocessing.interpolation) == (224, "bilinear")
+    swag, swag_spec = create_backbone("tv:vit_b_16.IMAGENET1K_SWAG_E2E_V1", pretrained=False)
+    assert swag_spec.preprocessing.input_size == 384 and swag_spec.preprocessing.crop_pct == 1.0
+    assert swag.image_size == 384, "built at its weights' size, as torchvision builds it"
+    _, maxvit = create_backbone("tv:maxvit_t", pretrained=False)
+    assert maxvit.classifier == "classifier.5" and maxvit.fixed_input_size
+    assert {"classifier.2.weight", "classifier.3.weight"} <= set(maxvit.stages[-1])
+    _, swin = create_backbone("tv:swin_t", pretrained=False)
+    assert "norm.weight" in swin.stages[-1] and not swin.fixed_input_size
+    assert swin.preprocessing.resize_size == 232 and swin.preprocessing.interpolation == "bicubic"

@@ -90,5 +90,59 @@ def test_missing_and_unsupported_files(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="does not exist"):
         create_backbone(ARCH, weights_file=tmp_path / "nope.pth")
     (tmp_path / "w.onnx").write_bytes(b"x")
-    with pytest.raises(ModelError, match="unsupported type .onnx"):
+    with pytest.raises(ModelError, match="unsupported type .onnx.*pth.tar"):
         create_backbone(ARCH, weights_file=tmp_path / "w.onnx")
+    (tmp_path / "w.tar").write_bytes(b"x")
+    with pytest.raises(ModelError, match="unsupported type .tar"):
+        create_backbone(ARCH, weights_file=tmp_path / "w.tar")
+
+
+def test_timm_training_checkpoint_pth_tar(tmp_path: Path) -> None:
+    """timm's train.py writes ``*.pth.tar`` with its argparse arguments beside the state dict."""
+    import argparse
+
+    state = _state(num_classes=5)
+    path = tmp_path / "model_best.pth.tar"
+    args = argparse.Namespace(model="test_resnet", lr=0.1, epochs=3, aa=None, mean=[0.5])
+    ema = {k: torch.zeros_like(v) for k, v in state.items()}
+    optimizer = {"state": {}, "param_groups": []}
+    checkpoint = {"epoch": 3, "arch": "test_resnet", "state_dict": state, "state_dict_ema": ema,
+                  "optimizer": optimizer, "version": 2, "args": args}  # fmt: skip
+    torch.save(checkpoint, path)
+    model, spec = create_backbone(ARCH, pretrained=False, weights_file=path)
+    assert model.get_submodule(spec.classifier).out_features == 5
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, state[key]), key
+
+
+@pytest.mark.parametrize("prefix", ["model.", "module.", "model.module.", "model._orig_mod."])
+def test_wrapper_prefixes_are_removed(tmp_path: Path, prefix: str) -> None:
+    """Lightning keeps ``self.model``'s weights as ``model.*`` under ``state_dict``; DDP adds
+    ``module.``, torch.compile ``_orig_mod.``."""
+    state = _state()
+    path = tmp_path / "epoch=2-step=30.ckpt"
+    torch.save({"epoch": 2, "global_step": 30, "pytorch-lightning_version": "2.5.0",
+                "state_dict": {prefix + k: v for k, v in state.items()}}, path)  # fmt: skip
+    model, _ = create_backbone(ARCH, pretrained=False, weights_file=path)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, state[key]), key
+
+
+def test_a_prefix_the_model_has_is_kept(tmp_path: Path) -> None:
+    from headstart.zoo.local import apply_weights_file
+
+    wrapped = torch.nn.Sequential()
+    wrapped.add_module("model", timm.create_model("test_resnet", pretrained=False))
+    state = {k: v.clone() + 1 for k, v in wrapped.state_dict().items()}
+    path = tmp_path / "wrapped.pth"
+    torch.save(state, path)
+    apply_weights_file(wrapped, path, classifier="model.fc")
+    assert torch.equal(wrapped.state_dict()["model.fc.weight"], state["model.fc.weight"])
+
+
+def test_other_pickled_objects_in_a_checkpoint_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "lightning.ckpt"
+    torch.save({"state_dict": _state(), "hyper_parameters": _Evil(tmp_path / "pwned")}, path)
+    with pytest.raises(ModelError, match="pickled Python objects"):
+        create_backbone(ARCH, pretrained=False, weights_file=path)
+    assert not (tmp_path / "pwned").exists()

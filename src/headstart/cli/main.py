@@ -7,7 +7,18 @@ from typing import Annotated
 
 import typer
 
-from headstart.cli import check, demo, evaluate, export, lr_find, models, predict, serve, train
+from headstart.cli import (
+    check,
+    demo,
+    embed,
+    evaluate,
+    export,
+    lr_find,
+    models,
+    predict,
+    serve,
+    train,
+)
 
 __all__ = ["app", "main"]
 
@@ -22,6 +33,7 @@ app.command("train", no_args_is_help=True)(train.train)
 app.command("lr-find", no_args_is_help=True)(lr_find.lr_find)
 app.command("evaluate", no_args_is_help=True)(evaluate.evaluate)
 app.command("predict", no_args_is_help=True)(predict.predict)
+app.command("embed", no_args_is_help=True)(embed.embed)
 app.command("export", no_args_is_help=True)(export.export)
 app.command("serve", no_args_is_help=True)(serve.serve)
 app.command("check", no_args_is_help=True)(check.check)

@@ -18,17 +18,23 @@ def list_models(
         ),
     ] = None,
 ) -> None:
-    """List model names (bundled:, tv:, timm:).
+    """List model names (bundled:, tv: or torchvision:, timm:).
 
     Example: headstart models list 'tv:resnet*'
     """
     from headstart.cli.console import out
     from headstart.zoo import list_backbones
+    from headstart.zoo.registry import BARE_ORDER
 
     names = list_backbones(pattern)
     for name in names:
         out.print(name)
-    out.print(f"{len(names)} models", style="dim")
+    out.print(
+        f"{len(names)} models; a name without a source tries {', then '.join(BARE_ORDER)} "
+        "(`headstart models show NAME` says which it is); hf-hub:<owner>/<repo> names a timm "
+        "model on the Hugging Face hub",
+        style="dim",
+    )
 
 
 @app.command("show")
@@ -59,5 +65,16 @@ def show(name: Annotated[str, typer.Argument(help="Model name.", show_default=Fa
         ("pretrained classes", str(len(spec.categories)) if spec.categories else "not loaded"),
         ("weights licence", spec.license),
     ]
+    if ":" not in name:
+        rows.insert(1, ("bare name", _bare_line(name)))
     for key, value in rows:
         out.print(f"{key:>20}  {value}")
+
+
+def _bare_line(name: str) -> str:
+    """What a name without ``source:`` resolves to, and what else it could have meant."""
+    from headstart.zoo.registry import BARE_ORDER, bare_matches
+
+    first, *others = bare_matches(name)
+    line = f"{name.strip()} is {first} (tried: {', then '.join(BARE_ORDER)})"
+    return line + (f"; also {', '.join(others)}" if others else "")

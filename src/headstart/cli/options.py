@@ -18,7 +18,8 @@ BatchSize = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Image
 Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 ZooModel = Annotated[str, typer.Option("--model", "-m", help="Zoo model name.")]
 WeightsFile = Annotated[
-    Path | None, typer.Option(help="Local weight file (.safetensors or .pth) for the model.")
+    Path | None,
+    typer.Option(help="Local weight file (.safetensors, .pth, .pth.tar, .ckpt) for the model."),
 ]
 UnfreezeStages = Annotated[
     int, typer.Option(help="With --strategy partial: how many last stages train.")

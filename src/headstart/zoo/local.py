@@ -1,8 +1,12 @@
 """Local weight files: safe loading (never unpickles objects) and strict matching to a model.
 
-Supported: ``.safetensors`` and ``.pth`` / ``.pt`` / ``.bin`` / ``.ckpt`` read with
-``torch.load(weights_only=True)``. The file may hold a raw state dict or a dict with a
-``"state_dict"`` or ``"model"`` entry; a ``module.`` prefix (DistributedDataParallel) is removed.
+Supported: ``.safetensors`` and ``.pth`` / ``.pth.tar`` / ``.pt`` / ``.bin`` / ``.ckpt`` read
+with ``torch.load(weights_only=True)`` (timm's training checkpoints also carry their
+``argparse.Namespace`` of arguments, which is allowed: it holds only plain values). The file may
+hold a raw state dict or a dict with a ``"state_dict"`` or ``"model"`` entry (timm and Lightning
+checkpoints); a ``module.`` prefix (DistributedDataParallel) is removed, and so is a prefix the
+model's own names lack that every key shares (Lightning's ``model.``, ``torch.compile``'s
+``_orig_mod.``).
 
 If the file's classifier has another number of classes than the model's head (a model fine-tuned
 on other classes), the head is rebuilt as an ``nn.Linear`` with the file's shape before loading.
@@ -10,6 +14,7 @@ on other classes), the head is rebuilt as an ``nn.Linear`` with the file's shape
 
 from __future__ import annotations
 
+import argparse
 import logging
 import pickle
 from pathlib import Path
@@ -19,12 +24,23 @@ from torch import nn
 
 from headstart.errors import ModelError
 
-__all__ = ["SUPPORTED_SUFFIXES", "apply_weights_file", "load_weights_file"]
+__all__ = ["SUPPORTED_SUFFIXES", "apply_weights_file", "load_weights_file", "weights_suffix"]
 
 logger = logging.getLogger(__name__)
 
-SUPPORTED_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
+SUPPORTED_SUFFIXES = (".safetensors", ".pth", ".pth.tar", ".pt", ".bin", ".ckpt")
 _WRAPPER_KEYS = ("state_dict", "model")
+_WRAPPER_PREFIXES = ("module.", "model.", "_orig_mod.")
+"""Prefixes that wrappers put before every key (DDP, a LightningModule's ``self.model``,
+``torch.compile``); one is removed only when the model's own names lack it."""
+_SAFE_CLASSES = [argparse.Namespace]
+"""Classes besides tensors and containers that a weights file may hold (timm's saved args)."""
+
+
+def weights_suffix(path: str | Path) -> str:
+    """The file type of ``path`` as ``load_weights_file`` reads it (``.pth.tar`` counts as one)."""
+    name = Path(path).name.lower()
+    return ".pth.tar" if name.endswith(".pth.tar") else Path(name).suffix
 
 
 def load_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
@@ -35,7 +51,7 @@ def load_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
             state dict; the message names the file.
     """
     path = Path(path)
-    suffix = path.suffix.lower()
+    suffix = weights_suffix(path)
     if suffix not in SUPPORTED_SUFFIXES:
         raise ModelError(
             f"weights file {path}: unsupported type {suffix or '(none)'}; use one of "
@@ -49,7 +65,8 @@ def load_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
 
             data: object = load_file(str(path), device="cpu")
         else:
-            data = torch.load(path, map_location="cpu", weights_only=True)
+            with torch.serialization.safe_globals(_SAFE_CLASSES):
+                data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         raise ModelError(
             f"weights file {path} holds pickled Python objects besides tensors, which headstart "
@@ -94,7 +111,8 @@ def apply_weights_file(model: nn.Module, path: str | Path, *, classifier: str) -
     Raises:
         ModelError: One line naming the file and the missing, unexpected or mis-shaped tensors.
     """
-    state = load_weights_file(path)
+    expected = model.state_dict()
+    state = _strip_wrapper_prefix(load_weights_file(path), expected, Path(path))
     _adapt_head(model, state, classifier, Path(path))
     expected = model.state_dict()
     missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
@@ -118,6 +136,28 @@ def apply_weights_file(model: nn.Module, path: str | Path, *, classifier: str) -
         )
     model.load_state_dict(state, strict=False)
     logger.info("loaded %d tensors from %s", len(state), path)
+
+
+def _strip_wrapper_prefix(
+    state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], path: Path
+) -> dict[str, torch.Tensor]:
+    """Remove wrapper prefixes (``model.``, ``_orig_mod.``) shared by every key of ``state`` and
+    by no name of the model, one after another (``model._orig_mod.conv1.weight``)."""
+    while (prefix := _wrapper_prefix(state, expected)) is not None:
+        logger.info("%s: removing the prefix %r from every key", path, prefix)
+        state = {k[len(prefix) :]: v for k, v in state.items()}
+    return state
+
+
+def _wrapper_prefix(
+    state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]
+) -> str | None:
+    for prefix in _WRAPPER_PREFIXES:
+        if all(k.startswith(prefix) for k in state) and not any(
+            k.startswith(prefix) for k in expected
+        ):
+            return prefix
+    return None
 
 
 def _adapt_head(

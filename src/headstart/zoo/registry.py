@@ -1,7 +1,9 @@
 """Model names -> sources: ``resolve_name``, ``list_backbones`` and ``create_backbone``.
 
-Names are ``source:arch[.tag]`` with sources ``bundled``, ``timm`` and ``tv`` (torchvision). A bare
-name goes to the bundled set first, then timm.
+Names are ``source:arch[.tag]`` with sources ``bundled``, ``tv`` (torchvision; ``torchvision:`` is
+an alias), ``timm`` and ``hf-hub`` (a timm model on the Hugging Face hub, ``hf-hub:owner/repo``). A
+bare name goes to the bundled set first, then torchvision (what tutorials and Ultralytics mean by
+``resnet50``), then timm.
 """
 
 from __future__ import annotations
@@ -20,7 +22,15 @@ from headstart.zoo.spec import BackboneSpec
 if TYPE_CHECKING:
     from torch import nn
 
-__all__ = ["Source", "create_backbone", "list_backbones", "register_source", "resolve_name"]
+__all__ = [
+    "BARE_ORDER",
+    "Source",
+    "bare_matches",
+    "create_backbone",
+    "list_backbones",
+    "register_source",
+    "resolve_name",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +56,9 @@ class Source:
 
 
 _SOURCES: dict[str, Source] = {}
-_BARE_ORDER = ("bundled", "timm")
+BARE_ORDER = ("bundled", "tv", "timm")
+"""The sources a name without ``source:`` tries, in order."""
+_ALIASES = {"torchvision": "tv"}
 
 
 def register_source(source: Source) -> None:
@@ -63,27 +75,39 @@ def register_source(source: Source) -> None:
 def resolve_name(name: str) -> str:
     """Return the canonical ``source:arch[.tag]`` of a model name.
 
-    Examples: ``efficientnet_lite0`` -> ``bundled:efficientnet_lite0``, ``resnet18`` ->
-    ``timm:resnet18``, ``tv:resnet18`` -> ``tv:resnet18.IMAGENET1K_V1``.
+    Examples: ``efficientnet_lite0`` -> ``bundled:efficientnet_lite0``, ``resnet18`` and
+    ``torchvision:resnet18`` -> ``tv:resnet18.IMAGENET1K_V1``, ``resnet18.a1_in1k`` ->
+    ``timm:resnet18.a1_in1k`` (torchvision has no such weights).
 
     Raises:
         ModelError: If the name is unknown; the message lists the closest names.
     """
     text = name.strip()
     prefix, sep, rest = text.partition(":")
+    prefix = _ALIASES.get(prefix, prefix)
     if sep and prefix in _SOURCES:
         candidates = [prefix]
     elif sep:
+        choices = [*_SOURCES, *_ALIASES]
         raise ModelError(
             f"unknown model source {prefix!r} in {name!r}; use one of "
-            f"{', '.join(p + ':' for p in _SOURCES)}." + closest(prefix, _SOURCES)
+            f"{', '.join(p + ':' for p in choices)}." + closest(prefix, choices)
         )
     else:
-        candidates, rest = [p for p in _BARE_ORDER if p in _SOURCES], text
+        candidates, rest = [p for p in BARE_ORDER if p in _SOURCES], text
+    refusals: list[ModelError] = []
     for prefix in candidates:
-        resolved = _SOURCES[prefix].resolve(rest) if rest else None
+        try:
+            resolved = _SOURCES[prefix].resolve(rest) if rest else None
+        except ModelError as exc:  # a known arch with unknown weights: a bare name tries on
+            if sep:
+                raise
+            refusals.append(exc)
+            continue
         if resolved is not None:
             return f"{prefix}:{resolved}"
+    if refusals:
+        raise refusals[0]
     if sep:
         hint = closest(text, [f"{prefix}:{n}" for n in _SOURCES[prefix].names()])
     else:
@@ -91,16 +115,33 @@ def resolve_name(name: str) -> str:
     raise ModelError(f"unknown model {name!r}.{hint or ' See `headstart models` for the list.'}")
 
 
+def bare_matches(name: str) -> list[str]:
+    """The canonical names a bare ``name`` has, in the order a bare name tries the sources
+    (bundled, torchvision, timm): the first is what ``resolve_name`` gives; ``[]`` if none."""
+    found = []
+    for prefix in (p for p in BARE_ORDER if p in _SOURCES):
+        try:
+            resolved = _SOURCES[prefix].resolve(name.strip())
+        except ModelError:
+            continue
+        if resolved is not None:
+            found.append(f"{prefix}:{resolved}")
+    return found
+
+
 def list_backbones(pattern: str | None = None) -> list[str]:
     """Return all model names (``source:arch[.tag]``), optionally filtered by an fnmatch pattern.
 
     A pattern without ``:`` is matched against the part after the source too, so
-    ``"convnext*"`` finds ``tv:convnext_tiny`` and ``timm:convnext_tiny.fb_in1k``.
+    ``"convnext*"`` finds ``tv:convnext_tiny`` and ``timm:convnext_tiny.fb_in1k``;
+    ``"torchvision:*"`` means ``"tv:*"``.
     """
     names = _all_names()
     if pattern is None:
         return names
     if ":" in pattern:
+        prefix, _, rest = pattern.partition(":")
+        pattern = f"{_ALIASES.get(prefix, prefix)}:{rest}"
         return [n for n in names if fnmatch.fnmatchcase(n, pattern)]
     return [n for n in names if fnmatch.fnmatchcase(n.partition(":")[2], pattern)]
 
@@ -112,9 +153,11 @@ def create_backbone(
 
     Args:
         name: Model name, e.g. ``bundled:efficientnet_lite0``, ``tv:resnet50``,
-            ``timm:convnext_tiny.fb_in1k`` or a bare ``efficientnet_lite0``.
+            ``timm:convnext_tiny.fb_in1k``, ``hf-hub:timm/resnet18.a1_in1k`` or a bare
+            ``efficientnet_lite0``.
         pretrained: Load the published weights (the bundled ones need no network).
-        weights_file: Local ``.safetensors`` / ``.pth`` state dict to load instead; its
+        weights_file: Local ``.safetensors`` / ``.pth`` / ``.pth.tar`` / ``.ckpt`` state dict
+            to load instead; its
             classifier may have another number of classes.
 
     Returns:
@@ -156,11 +199,12 @@ def _resolve_bundled(arch_tag: str) -> str | None:
 
 
 def _register_builtin_sources() -> None:
-    """Register bundled, timm and torchvision; their modules are imported on first use."""
+    """Register bundled, timm, torchvision and hf-hub; their modules are imported on first use."""
     table = (
         ("bundled", "headstart.zoo.bundled", "bundled"),
         ("timm", "headstart.zoo.timm_source", "timm"),
         ("tv", "headstart.zoo.torchvision_source", "torchvision"),
+        ("hf-hub", "headstart.zoo.hf_hub", "hf_hub"),
     )
     for prefix, module, word in table:
         resolve = _resolve_bundled if prefix == "bundled" else _lazy(module, f"resolve_{word}")

@@ -15,7 +15,7 @@ class BackboneSpec:
 
     Attributes:
         name: Canonical model name, ``source:arch[.tag]`` (e.g. ``bundled:efficientnet_lite0``).
-        source: ``bundled``, ``timm`` or ``tv``.
+        source: ``bundled``, ``timm``, ``tv`` or ``hf-hub``.
         arch: Architecture name inside its source (e.g. ``tf_efficientnet_lite0``).
         preprocessing: Input size, mean, std, interpolation and crop fraction of the weights.
         num_features: Width of the features that enter the classifier.
@@ -25,6 +25,8 @@ class BackboneSpec:
         categories: Class names of the pretrained head (ImageNet), empty if unknown.
         license: Licence of the weights as stated by their publisher, or ``"unknown"``.
         pretrained: Whether pretrained weights were loaded.
+        fixed_input_size: The network runs at ``preprocessing.input_size`` only (ViT-style
+            position embeddings, MaxViT's window partitions); another image size fails.
     """
 
     name: str
@@ -37,6 +39,7 @@ class BackboneSpec:
     categories: tuple[str, ...] = field(default=(), repr=False)
     license: str = "unknown"
     pretrained: bool = True
+    fixed_input_size: bool = False
 
     @property
     def num_stages(self) -> int:

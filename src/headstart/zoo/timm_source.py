@@ -21,6 +21,7 @@ from headstart.zoo.local import apply_weights_file
 from headstart.zoo.spec import BackboneSpec
 
 __all__ = [
+    "classifier_path",
     "create_timm",
     "hf_cache_dir",
     "list_timm",
@@ -88,7 +89,7 @@ def create_timm(
         model = _create_pretrained(arch_tag, name)
     else:
         model = timm.create_model(arch_tag, pretrained=False)
-    classifier = _classifier_path(model, name)
+    classifier = classifier_path(model, name)
     if weights_file is not None:
         apply_weights_file(model, weights_file, classifier=classifier)
     loaded = pretrained or weights_file is not None
@@ -114,6 +115,7 @@ def timm_spec(
         categories=timm_categories(model, out_features) if loaded else (),
         license=str(cfg.get("license") or "unknown"),
         pretrained=loaded,
+        fixed_input_size=bool(cfg.get("fixed_input_size", False)),
     )
 
 
@@ -183,7 +185,7 @@ def _torch_checkpoints() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
-def _classifier_path(model: nn.Module, name: str) -> str:
+def classifier_path(model: nn.Module, name: str) -> str:
     """Return the dotted path of the model's final linear layer, from its pretrained config."""
     cfg = getattr(model, "pretrained_cfg", {}) or {}
     path = cfg.get("classifier")

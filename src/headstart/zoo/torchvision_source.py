@@ -8,6 +8,7 @@ its body splits into stages (input-first). Weights are fetched with torchvision'
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
@@ -45,6 +46,9 @@ class _Family:
     pretrained_kwargs: dict[str, Any] = field(default_factory=dict)
     random_kwargs: dict[str, Any] = field(default_factory=dict)
     fix_state: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    size_kwarg: str | None = None
+    """Builder argument that fixes the input size (ViT's ``image_size``), set from the weights."""
+    fixed_input_size: bool = False
 
 
 def _static(groups: Groups) -> Callable[[nn.Module], Groups]:
@@ -88,6 +92,16 @@ def _fix_densenet(state: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _vit_groups(model: nn.Module) -> Groups:
+    """ViT: patch embedding with class token and position embedding, then the encoder blocks in
+    four near-equal stages (the final norm with the last)."""
+    blocks = [f"encoder.layers.{name}" for name, _ in model.encoder.layers.named_children()]  # type: ignore[union-attr]
+    bounds = [round(i * len(blocks) / 4) for i in range(5)]
+    groups = [blocks[a:b] for a, b in itertools.pairwise(bounds)]
+    groups[-1] = groups[-1] + ["encoder.ln"]
+    return [["class_token", "conv_proj", "encoder.pos_embedding"], *groups]
+
+
 _RESNET = _Family("fc", _static([["conv1", "bn1"], ["layer1"], ["layer2"], ["layer3"], ["layer4"]]))
 _VGG = _Family("classifier.6", _vgg_groups)
 _DENSENET = _Family(
@@ -121,6 +135,25 @@ _INCEPTION = _Family(
     random_kwargs={"aux_logits": False, "init_weights": False},
 )
 
+_SWIN = _Family(  # patch embedding + stage 1, then each patch merging with the stage after it
+    "head",
+    _static(
+        [["features.0", "features.1"], ["features.2", "features.3"], ["features.4", "features.5"]]
+        + [["features.6", "features.7", "norm"]]
+    ),
+)
+_VIT = _Family("heads.head", _vit_groups, size_kwarg="image_size", fixed_input_size=True)
+_REGNET = _Family("fc", _static([["stem"]] + [[f"trunk_output.block{i}"] for i in range(1, 5)]))
+_MAXVIT = _Family(  # the head's hidden layer (norm, linear, tanh) trains with the last stage
+    "classifier.5",
+    _static(
+        [["stem"], ["blocks.0"], ["blocks.1"], ["blocks.2"]]
+        + [["blocks.3", "classifier.2", "classifier.3"]]
+    ),
+    fixed_input_size=True,
+)
+_REGNETS = ("400mf", "800mf", "1_6gf", "3_2gf", "8gf", "16gf", "32gf")
+
 FAMILIES: dict[str, _Family] = {
     **{a: _RESNET for a in ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")},
     **{a: _RESNET for a in ("resnext50_32x4d", "resnext101_32x8d", "wide_resnet50_2")},
@@ -141,6 +174,11 @@ FAMILIES: dict[str, _Family] = {
     **{f"efficientnet_v2_{s}": _EFFICIENTNET for s in ("s", "m", "l")},
     "inception_v3": _INCEPTION,
     **{f"convnext_{s}": _CONVNEXT for s in ("tiny", "small", "base", "large")},
+    **{f"vit_{s}": _VIT for s in ("b_16", "b_32", "l_16", "l_32", "h_14")},
+    **{f"swin{v}_{s}": _SWIN for v in ("", "_v2") for s in ("t", "s", "b")},
+    **{f"regnet_{k}_{s}": _REGNET for k in ("x", "y") for s in _REGNETS},
+    "regnet_y_128gf": _REGNET,
+    "maxvit_t": _MAXVIT,
 }
 
 
@@ -195,7 +233,10 @@ def create_torchvision(
     family = FAMILIES[arch]
     weights = torchvision.models.get_model_weights(arch)[tag]
     from_hub = pretrained and weights_file is None
-    kwargs = family.pretrained_kwargs if from_hub else family.random_kwargs
+    kwargs = dict(family.pretrained_kwargs if from_hub else family.random_kwargs)
+    preprocessing = _preprocessing(weights)
+    if family.size_kwarg:  # the weights' input size, as torchvision's own builder sets it
+        kwargs[family.size_kwarg] = preprocessing.input_size
     model = torchvision.models.get_model(arch, weights=None, **kwargs)
     if from_hub:
         state = _fetch_state_dict(weights, name)
@@ -213,13 +254,14 @@ def create_torchvision(
         name=name,
         source="tv",
         arch=arch,
-        preprocessing=_preprocessing(weights),
+        preprocessing=preprocessing,
         num_features=num_features,
         classifier=family.classifier,
         stages=stages,
         categories=categories if loaded and len(categories) == out_features else (),
         license="unknown",
         pretrained=loaded,
+        fixed_input_size=family.fixed_input_size,
     )
     return model, spec
 

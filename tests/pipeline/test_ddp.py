@@ -106,7 +106,7 @@ def test_one_run_folder_is_written_once(reference):
     assert [p.name for p in out.parent.iterdir()] == ["run"]
     assert (out / "model" / "headstart.json").is_file()
     meta = json.loads((out / "model" / "headstart.json").read_text())
-    assert (meta["processes"], meta["effective_batch_size"]) == (2, 8)
+    assert (meta["processes"], meta["effective_batch_size"]) == (2, 4)  # --batch-size 4: 2 + 2
 
 
 def _children(pid: int) -> list[int]:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from headstart.config import BnStats, TrainConfig
 from headstart.pipeline.notes import Notes
+from headstart.pipeline.recipe import effective_batch_size
 from headstart.run_folder import RunFolder
 
 if TYPE_CHECKING:
@@ -65,7 +66,7 @@ def model_meta(
         "data_hash": data_fingerprint(classes, list(splits.train) + list(splits.val)),
         "images": {k: len(getattr(splits, k)) for k in ("train", "val", "test")},
         "processes": processes,
-        "effective_batch_size": config.batch_size * config.accumulate * processes,
+        "effective_batch_size": effective_batch_size(config, processes),
     }
 
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from headstart.config import TrainConfig
 from headstart.pipeline.notes import Notes
 from headstart.pipeline.ranks import from_rank_zero, rank_zero_first
+from headstart.pipeline.recipe import process_batch_size
 
 if TYPE_CHECKING:
     from lightning_fabric import Fabric
@@ -44,6 +45,11 @@ class PhaseData:
         self.model, self.spec, self.pre, self.notes = model, spec, pre, notes
         self._images: PhaseBatches | None = None
 
+    @property
+    def batch_size(self) -> int:
+        """Training images per batch in this process (``--batch-size`` is all processes')."""
+        return process_batch_size(self.config.batch_size, self.fabric.world_size)
+
     def on_features(self, phase: Phase) -> bool:
         """Whether ``phase`` trains on cached features."""
         return self.config.cache and phase.trainable_stages == 0
@@ -74,7 +80,7 @@ class PhaseData:
             train = ImageDataset(splits.train, transform)
             val = ImageDataset(splits.val, build_eval_transform(pre))
         return ImageBatches.create(
-            self.fabric, train, val, batch_size=config.batch_size,
+            self.fabric, train, val, batch_size=self.batch_size,
             num_workers=config.num_workers, seed=config.seed, sampler=config.sampler,
         )  # fmt: skip
 
@@ -108,6 +114,6 @@ class PhaseData:
             "augmentation)"
         )
         return FeatureBatches.create(
-            self.fabric, model, self.spec, train, val, batch_size=config.batch_size,
+            self.fabric, model, self.spec, train, val, batch_size=self.batch_size,
             seed=config.seed, sampler=config.sampler,
         )  # fmt: skip

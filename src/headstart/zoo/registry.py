@@ -136,14 +136,14 @@ def list_backbones(pattern: str | None = None) -> list[str]:
     ``"convnext*"`` finds ``tv:convnext_tiny`` and ``timm:convnext_tiny.fb_in1k``;
     ``"torchvision:*"`` means ``"tv:*"``.
     """
-    names = _all_names()
     if pattern is None:
-        return names
-    if ":" in pattern:
+        return _all_names()
+    if ":" in pattern:  # only the sources the pattern can match are asked (and imported)
         prefix, _, rest = pattern.partition(":")
         pattern = f"{_ALIASES.get(prefix, prefix)}:{rest}"
-        return [n for n in names if fnmatch.fnmatchcase(n, pattern)]
-    return [n for n in names if fnmatch.fnmatchcase(n.partition(":")[2], pattern)]
+        wanted = [p for p in _SOURCES if fnmatch.fnmatchcase(p, pattern.partition(":")[0])]
+        return [n for n in _all_names(wanted) if fnmatch.fnmatchcase(n, pattern)]
+    return [n for n in _all_names() if fnmatch.fnmatchcase(n.partition(":")[2], pattern)]
 
 
 def create_backbone(
@@ -178,8 +178,9 @@ def create_backbone(
     return model, spec
 
 
-def _all_names() -> list[str]:
-    return [f"{p}:{n}" for p, source in _SOURCES.items() for n in source.names()]
+def _all_names(prefixes: list[str] | None = None) -> list[str]:
+    chosen = list(_SOURCES) if prefixes is None else prefixes
+    return [f"{p}:{n}" for p in chosen for n in _SOURCES[p].names()]
 
 
 def _lazy(module: str, function: str) -> Callable[..., Any]:
@@ -193,7 +194,7 @@ def _lazy(module: str, function: str) -> Callable[..., Any]:
 
 
 def _resolve_bundled(arch_tag: str) -> str | None:
-    from headstart.zoo.bundled import BUNDLED
+    from headstart.zoo.bundled_names import BUNDLED
 
     return arch_tag if arch_tag in BUNDLED else None
 
@@ -208,7 +209,8 @@ def _register_builtin_sources() -> None:
     )
     for prefix, module, word in table:
         resolve = _resolve_bundled if prefix == "bundled" else _lazy(module, f"resolve_{word}")
-        names = _lazy(module, f"list_{word}")
+        listing = "headstart.zoo.bundled_names" if prefix == "bundled" else module
+        names = _lazy(listing, f"list_{word}")
         register_source(Source(prefix, resolve, _lazy(module, f"create_{word}"), names))
 
 

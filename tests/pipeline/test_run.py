@@ -63,6 +63,11 @@ def test_two_phase_trains_its_head_phase_on_cached_features(data, tmp_path: Path
     assert (tmp_path / "run" / "metrics.csv").read_text().count("\n") == 1 + 3
     last = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
     assert last["epoch"] == 3 and [r["phase"] for r in last["history"]] == ["head", "full", "full"]
+    # complete: no optimizer state, no second copy; the weights kept are the saved (best) ones
+    assert last["optimizer"] is None and last["best_model"] is None
+    assert not (tmp_path / "run" / "checkpoints" / "last.prev.pt").exists()
+    for name, value in result.model.state_dict().items():
+        assert torch.equal(last["model"][name], value), name
     # the same run through the image loop (no caches) trains the same phases
     plain = train_run(
         _config(folder, weights, tmp_path / "plain", cache=False), {"out": "cli"}

@@ -280,6 +280,7 @@ def _train_and_save(
         extra=model_meta(config, splits, result, best, tested, processes=fabric.world_size),
     )  # fmt: skip
     write_run_report(run, evaluated, splits)
+    _slim_checkpoints(run)
     if config.budget is not None and not resume:
         note_budget(config.budget, started, notes)
     CallbackList(listeners).on_run_end(RunEnd(
@@ -305,6 +306,18 @@ def _run_result(
         best_epoch=result.best_epoch, best_metrics=best, test_metrics=tested,
         model=model, preprocessing=pre, spec=spec, notes=notes.messages,
     )  # fmt: skip
+
+
+def _slim_checkpoints(run: RunFolder) -> None:
+    """A complete run needs no optimizer state: ``last.pt`` keeps the position and best weights."""
+    from headstart.training.resume import slim_finished_checkpoint
+
+    if run.has_checkpoint():
+        freed = slim_finished_checkpoint(run.last_checkpoint)
+        logging.getLogger(__name__).info(
+            "run complete: %s slimmed to what a resume needs (%.1f MB freed)",
+            run.last_checkpoint, freed / 1e6,
+        )  # fmt: skip
 
 
 def _sync_batchnorm(

@@ -20,11 +20,19 @@ import torch
 
 from headstart.config import RESUME_FREE, RESUME_INEXACT, TrainConfig, current_name
 from headstart.errors import CheckpointError
-from headstart.training.checkpoint import load_latest_checkpoint
+from headstart.files import previous_path
+from headstart.training.checkpoint import load_checkpoint, load_latest_checkpoint, save_checkpoint
 from headstart.training.loop import EpochProgress
 from headstart.training.strategies import Phase
 
-__all__ = ["CHECKPOINT_FORMAT", "RESUME_KEYS", "ResumePoint", "load_resume_state", "resume_point"]
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "RESUME_KEYS",
+    "ResumePoint",
+    "load_resume_state",
+    "resume_point",
+    "slim_finished_checkpoint",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -128,3 +136,25 @@ def resume_point(
     elif point.epochs_done >= phases[point.phase_index].epochs:  # phase done: start the next
         point = ResumePoint(point.phase_index + 1)
     return point
+
+
+SLIMMED = ("optimizer", "scheduler", "ema", "within_epoch", "rng_ranks", "best_model")
+"""What a finished run's ``last.pt`` no longer holds (its ``model`` becomes the best weights)."""
+
+
+def slim_finished_checkpoint(path: Path) -> int:
+    """Once a run is complete, keep in ``last.pt`` only what continuing the finished run needs
+    (its position, history and best weights: a resume then trains nothing), not the optimizer
+    state or a second copy of the weights; remove ``last.prev.pt``.
+
+    Returns:
+        The bytes freed.
+    """
+    before = sum(p.stat().st_size for p in (path, previous_path(path)) if p.exists())
+    state = load_checkpoint(path)
+    if state.get("best_model") is not None:
+        state["model"] = state["best_model"]
+    state.update(dict.fromkeys(SLIMMED))
+    save_checkpoint(path, state)
+    previous_path(path).unlink(missing_ok=True)
+    return before - path.stat().st_size

@@ -155,3 +155,31 @@ def test_the_cache_folder_is_marked_and_never_audited_as_data(
     second = audit_folder(data, workers=1)
     assert second.written == [str(cache)] and second.splits.classes == first.splits.classes
     assert any("headstart wrote" in w for w in second.warnings)
+
+
+def test_a_change_within_the_timestamp_granularity_is_caught_by_content(
+    tmp_path: Path, count_inspections: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from headstart.data.audit import cache
+
+    real = cache._stat_signature
+
+    def coarse(path: str):  # a filesystem that keeps times to 2 s (FAT) and no usable ctime
+        found = real(path)
+        if found is None:
+            return None
+        size, mtime, _, inode = found
+        return (size, mtime - mtime % 2_000_000_000, 0, inode)
+
+    monkeypatch.setattr(cache, "_stat_signature", coarse)
+    data = make_image_folder(tmp_path / "data", n=2)
+    _report(data)
+    edited = data / "cat" / "cat_000.png"
+    before, damaged = edited.stat(), bytearray(edited.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF  # one byte of the pixel data: same size, now corrupt
+    edited.write_bytes(bytes(damaged))
+    os.utime(edited, ns=(before.st_atime_ns, before.st_mtime_ns))  # and the same time
+    count_inspections.clear()
+    report = _report(data)
+    assert count_inspections == [str(edited)]  # read again: its bytes changed
+    assert [b["path"] for b in report["bad"]] == [str(edited)]

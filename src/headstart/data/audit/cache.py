@@ -2,8 +2,11 @@
 
 Results are kept under ``cache_dir()/audit``, one JSON file per data root and settings, keyed by
 each file's absolute path and signature (size, modification time, change time and inode), so a
-file that has not changed since the last audit is not read again. The cache file is replaced with
-the one atomic write; a missing, stale or corrupt cache only means that files are read again.
+file that has not changed since the last audit is not read again. A file whose timestamps lie
+within ``RACY_NS`` of the moment the cache was written could have changed again within the same
+timestamp tick (filesystems keep times as coarse as 2 s), so its content hash is compared too, as
+git does for "racily clean" files. The cache file is replaced with the one atomic write; a
+missing, stale or corrupt cache only means that files are read again.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,9 +32,13 @@ __all__ = ["inspect_files_cached"]
 log = logging.getLogger(__name__)
 
 _CACHE_FORMAT = "headstart-audit-cache"
-_CACHE_VERSION = 2
+_CACHE_VERSION = 3
 """Bump when ``inspect_file`` can give another result for the same bytes and settings (2: images
-over ``images.MAX_ASPECT_RATIO`` are ``too_thin``)."""
+over ``images.MAX_ASPECT_RATIO`` are ``too_thin``), or the file's layout changes (3: when it was
+written)."""
+
+RACY_NS = 2_000_000_000
+"""The coarsest timestamp granularity of common filesystems (FAT: 2 s)."""
 
 Signature = tuple[int, int, int, int]
 """A file's size, mtime_ns, ctime_ns and inode: a change in any of them means "inspect again"."""
@@ -59,11 +67,11 @@ def inspect_files_cached(
     """
     settings = _cache_settings(root, max_pixels, min_size)
     cache_file = _cache_file(settings)
-    old = _read_cache(cache_file, settings)
+    old, written_ns = _read_cache(cache_file, settings)
     signatures = {p: _stat_signature(p) for p in paths}  # taken before reading: a race re-inspects
     found: dict[str, FileInspection] = {}
     for path, signature in signatures.items():
-        hit = _cached_inspection(path, old.get(os.path.abspath(path)), signature)
+        hit = _cached_inspection(path, old.get(os.path.abspath(path)), signature, written_ns)
         if hit is not None:
             found[path] = hit
     misses = [p for p in paths if p not in found]
@@ -91,8 +99,9 @@ def _cache_file(settings: dict[str, Any]) -> Path:
     return cache_dir() / "audit" / f"{key}.json"
 
 
-def _read_cache(cache_file: Path, settings: dict[str, Any]) -> dict[str, Any]:
-    """The entries of ``cache_file`` (absolute path -> entry); none if missing, stale or corrupt."""
+def _read_cache(cache_file: Path, settings: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """The entries of ``cache_file`` (absolute path -> entry; none if missing, stale or corrupt)
+    and when it was written (``time.time_ns()``)."""
     try:
         doc = json.loads(cache_file.read_text())
         current = (doc["format"], doc["version"], doc["settings"]) == (
@@ -101,28 +110,42 @@ def _read_cache(cache_file: Path, settings: dict[str, Any]) -> dict[str, Any]:
             settings,
         )
         entries = doc["files"] if current else {}
+        written = int(doc["written_ns"]) if current else 0
         if not isinstance(entries, dict):
             raise TypeError("'files' is not a mapping")
     except FileNotFoundError:
-        return {}
+        return {}, 0
     except (OSError, ValueError, KeyError, TypeError) as exc:
         log.warning("ignoring the audit cache %s (%s); auditing every file again", cache_file, exc)
-        return {}
-    return entries
+        return {}, 0
+    return entries, written
 
 
-def _cached_inspection(path: str, entry: Any, signature: Signature | None) -> FileInspection | None:
-    """The ``FileInspection`` stored in ``entry`` if it is well formed and ``signature`` matches."""
+def _cached_inspection(
+    path: str, entry: Any, signature: Signature | None, written_ns: int
+) -> FileInspection | None:
+    """The ``FileInspection`` stored in ``entry`` if it is well formed and ``signature`` matches
+    (and, for a file changed within ``RACY_NS`` of ``written_ns``, its content hash)."""
     if signature is None or not isinstance(entry, list) or len(entry) != 7:
         return None
     if tuple(entry[:4]) != signature or not isinstance(entry[4], str):
         return None
     digest, kind, reason = entry[4:]
+    if max(signature[1], signature[2]) >= written_ns - RACY_NS and _content_hash(path) != digest:
+        return None
     if kind is None:
         return FileInspection(path, digest, None)
     if kind not in SAMPLE_KINDS or not isinstance(reason, str):
         return None
     return FileInspection(path, digest, BadFile(path, reason, kind))
+
+
+def _content_hash(path: str) -> str | None:
+    """The SHA-256 of the file's bytes, as ``inspect_file`` records it (None if unreadable)."""
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
 
 
 def _cache_entry(signature: Signature, inspection: FileInspection) -> list[Any]:
@@ -133,7 +156,8 @@ def _cache_entry(signature: Signature, inspection: FileInspection) -> list[Any]:
 
 def _write_cache(cache_file: Path, settings: dict[str, Any], entries: dict[str, Any]) -> None:
     """Replace ``cache_file`` atomically; a failure is logged, as the cache only saves time."""
-    doc = {"format": _CACHE_FORMAT, "version": _CACHE_VERSION, "settings": settings}
+    doc: dict[str, Any] = {"format": _CACHE_FORMAT, "version": _CACHE_VERSION}
+    doc.update(settings=settings, written_ns=time.time_ns())
     doc["files"] = entries
     try:
         atomic_write(cache_file, json.dumps(doc, separators=(",", ":")))

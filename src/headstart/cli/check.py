@@ -65,7 +65,9 @@ def check(
 
     if out is not None:
         _check_out(out, data)
-    with _quiet_load_splits():  # the report below lists what load_splits would log
+    from headstart.cli.console import pass_bars
+
+    with _quiet_load_splits(), pass_bars():  # the report below lists what load_splits logs
         report = audit_folder(
             data, max_pixels=max_pixels or DEFAULT_MAX_PIXELS, min_size=min_size, workers=workers
         )

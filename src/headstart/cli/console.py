@@ -56,3 +56,51 @@ def warnings_as_lines(skip_flag: str) -> Iterator[None]:
         yield
     finally:
         logger.removeHandler(handler)
+
+
+def new_bar() -> Any:
+    """A transient rich progress display on stderr: what, bar, count, rate, time left."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.fields[speed]}"), TimeRemainingColumn(), console=err, transient=True,
+    )  # fmt: skip
+
+
+class PassBars:
+    """Draws the passes that ``headstart.progress.report`` tells of as bars of ``bar`` (started on
+    the first report); a pass's bar goes when it is done. Quick passes flash by unseen."""
+
+    def __init__(self, bar: Any) -> None:
+        self.bar = bar
+        self.tasks: dict[str, tuple[Any, float]] = {}
+
+    def __call__(self, task: str, done: int, total: int) -> None:
+        import time
+
+        if task not in self.tasks:
+            if not self.bar.live.is_started:
+                self.bar.start()
+            self.tasks[task] = (self.bar.add_task(task, total=total, speed=""), time.monotonic())
+        key, began = self.tasks[task]
+        elapsed = time.monotonic() - began
+        rate = f"{done / elapsed:.0f}/s" if elapsed > 0.5 else ""
+        self.bar.update(key, completed=done, total=total, speed=rate)
+        if done >= total:
+            self.bar.remove_task(key)
+            del self.tasks[task]
+
+
+@contextlib.contextmanager
+def pass_bars() -> Iterator[None]:
+    """While active, long passes (audit, decoding, prediction, ...) show progress bars."""
+    from headstart.progress import reporting
+
+    bar = new_bar()
+    try:
+        with reporting(PassBars(bar)):
+            yield
+    finally:
+        if bar.live.is_started:
+            bar.stop()

@@ -64,7 +64,9 @@ def evaluate(
     loaded = load_model(ref, device=device)
     samples = _held_out_samples(run, data) or load_eval_samples(data, loaded.classes)
 
-    with keep_freed_memory():  # no page faults for every batch's activations
+    from headstart.cli.console import pass_bars
+
+    with keep_freed_memory(), pass_bars():  # no page faults for every batch's activations
         result = evaluate_samples(loaded, samples, batch_size=batch_size, tta=tta.value)
     for item in result.metrics.get("skipped", []):
         from headstart.cli.console import err

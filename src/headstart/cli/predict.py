@@ -54,7 +54,9 @@ def predict(
 
     files = list_images(paths)
     loaded = load_model(ref, device=device)
-    with keep_freed_memory():  # no page faults for every batch's activations
+    from headstart.cli.console import pass_bars
+
+    with keep_freed_memory(), pass_bars():  # no page faults for every batch's activations
         predictions = predict_files(loaded, files, topk=topk, batch_size=batch_size, tta=tta.value)
     if all(p.error is not None for p in predictions):
         from headstart.errors import DataError

@@ -281,20 +281,11 @@ class _Progress(Callback):
     """A progress bar per epoch (loss, images/s), one printed line per epoch, and the notes."""
 
     def __init__(self, total_epochs: int) -> None:
-        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-        from headstart.cli.console import err
+        from headstart.cli.console import PassBars, new_bar
 
         self.total_epochs = total_epochs
-        self.bar = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total}"),
-            TextColumn("{task.fields[speed]}"),
-            TimeRemainingColumn(),
-            console=err,
-            transient=True,
-        )
+        self.bar = new_bar()
+        self.passes = PassBars(self.bar)  # audit, decoding, features, validation, test
         self.task: TaskID | None = None
 
     def on_plan(self, phases: Sequence[Phase]) -> None:
@@ -331,9 +322,11 @@ def run_with_progress(cfg: TrainConfig, fit: Callable[[list[Callback]], RunResul
     from headstart.pipeline import NOTE_FLAG
 
     out.print(f"training {cfg.model} ({cfg.strategy.value}) on {cfg.data}")
+    from headstart.progress import reporting
+
     progress = _Progress(cfg.epochs)
     try:
-        with warnings_as_lines(NOTE_FLAG):
+        with warnings_as_lines(NOTE_FLAG), reporting(progress.passes):
             return fit([progress])
     finally:
         if progress.bar.live.is_started:  # stopping an unstarted bar prints an empty line

@@ -44,6 +44,7 @@ from headstart.data.written import mark_cache_root
 from headstart.errors import DataError
 from headstart.files import cache_dir
 from headstart.preprocessing import PreprocessSpec
+from headstart.progress import report
 
 __all__ = ["CachedImageDataset", "DecodedImageCache", "build_decoded_cache"]
 
@@ -142,6 +143,7 @@ def build_decoded_cache(
         except DataError as exc:
             failures[sample.path] = str(exc)
             log.warning("skipping %s in the decoded-image cache: %s", sample.path, exc)
+        report("decoding images into the cache", i + 1, len(samples))
     pixels.flush()
     del pixels
     np.save(folder / "geometry.npy", geometry)

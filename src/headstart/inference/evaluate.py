@@ -41,7 +41,9 @@ def evaluate_samples(
         raise DataError("no labelled images to evaluate; check the data folder's class folders.")
     labels = {s.path: s.label for s in samples}
     paths = [s.path for s in samples]
-    good, logits, bad = logits_for_files(loaded, paths, batch_size=batch_size, tta=tta)
+    good, logits, bad = logits_for_files(
+        loaded, paths, batch_size=batch_size, tta=tta, task="evaluating"
+    )
     if not good:
         raise DataError(
             f"none of the {len(samples)} images could be read (first: {bad[0][0]}: {bad[0][1]})."

@@ -28,6 +28,7 @@ from headstart.artifact import LoadedModel
 from headstart.data.images import DEFAULT_MAX_PIXELS, ImageSource, image_to_tensor
 from headstart.errors import ConfigError, DataError
 from headstart.preprocessing import PreprocessSpec
+from headstart.progress import report
 from headstart.speed.settings import prefers_channels_last
 
 __all__ = [
@@ -241,6 +242,7 @@ def logits_for_files(
     *,
     batch_size: int = 32,
     tta: str = "none",
+    task: str = "predicting",
 ) -> tuple[list[str], torch.Tensor, list[tuple[str, str]]]:
     """Raw model outputs for each readable file, run on the model's device.
 
@@ -249,6 +251,7 @@ def logits_for_files(
     Args:
         tta: Test-time augmentation, one of ``TTA_MODES``; with one, the outputs are the log of
             the averaged probabilities (see the module).
+        task: The name progress is reported under (:mod:`headstart.progress`).
 
     Returns:
         The readable paths, their logits (N, num_classes) on the CPU, and (path, reason) for the
@@ -267,6 +270,7 @@ def logits_for_files(
         if images is not None:
             outputs.append(tta_logits(runner, images, tta=tta, input_size=size))
             good_all.extend(good)
+        report(task, len(good_all) + len(bad_all), len(paths))
     logits = torch.cat(outputs) if outputs else torch.empty(0, len(loaded.classes))
     return good_all, logits, bad_all
 

@@ -40,6 +40,7 @@ from headstart.data.transforms import build_eval_transform
 from headstart.errors import ConfigError
 from headstart.files import cache_dir
 from headstart.preprocessing import PreprocessSpec
+from headstart.progress import report
 from headstart.speed.settings import SpeedSettings, prefers_channels_last
 from headstart.speed.trial import tune_speed
 from headstart.zoo.spec import BackboneSpec
@@ -252,7 +253,9 @@ def _fill(
     device: torch.device,
 ) -> None:
     start = 0
+    total = len(loader.dataset)  # type: ignore[arg-type]
     for images, _ in loader:
         feats = body(settings.prepare_input(images.to(device))).float().flatten(1)
         out[start : start + len(feats)] = feats.cpu().numpy()
         start += len(feats)
+        report("extracting features", start, total)

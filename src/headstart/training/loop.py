@@ -16,6 +16,7 @@ from lightning_fabric import Fabric
 from torch import nn
 
 from headstart.config import BnStats
+from headstart.progress import report
 from headstart.speed.settings import SpeedSettings
 from headstart.surgery import train_mode
 from headstart.training.checkpoint import restore_rng_state
@@ -229,9 +230,10 @@ def validate(module: nn.Module, batches: Batches, *, speed: SpeedSettings) -> di
     all_targets: list[torch.Tensor] = []
     start = time.perf_counter()
     with torch.no_grad():
-        for inputs, labels in batches:
+        for index, (inputs, labels) in enumerate(batches, start=1):
             all_logits.append(_forward(module, inputs, layout).float().cpu())
             all_targets.append(labels.cpu())
+            report("validating", index, len(batches))
     logits = torch.cat(all_logits) if all_logits else torch.zeros(0, 0)
     targets = torch.cat(all_targets) if all_targets else torch.zeros(0, dtype=torch.long)
     return {**scores(logits, targets), "seconds": time.perf_counter() - start}

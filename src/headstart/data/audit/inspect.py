@@ -21,6 +21,7 @@ from pathlib import Path
 from headstart.data.audit.report import BadFile
 from headstart.data.images import DEFAULT_MAX_PIXELS, decode_image
 from headstart.errors import DataError
+from headstart.progress import report
 
 __all__ = [
     "DEFAULT_MIN_SIZE",
@@ -162,11 +163,19 @@ def _describe_content(head: bytes) -> str:
 def inspect_files(
     paths: Sequence[str], *, max_pixels: int, min_size: int, workers: int | None = None
 ) -> list[FileInspection]:
-    """``inspect_file`` on every path, in a thread pool of ``workers`` threads (default: CPUs)."""
+    """``inspect_file`` on every path, in a thread pool of ``workers`` threads (default: CPUs);
+    progress is reported as ``"audit"``."""
     workers = workers or min(16, os.cpu_count() or 1)
+    found: list[FileInspection] = []
     if workers <= 1 or len(paths) < 2:
-        return [inspect_file(p, max_pixels=max_pixels, min_size=min_size) for p in paths]
+        for path in paths:
+            found.append(inspect_file(path, max_pixels=max_pixels, min_size=min_size))
+            report("audit", len(found), len(paths))
+        return found
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="audit") as pool:
-        return list(
-            pool.map(lambda p: inspect_file(p, max_pixels=max_pixels, min_size=min_size), paths)
-        )
+        for inspection in pool.map(
+            lambda p: inspect_file(p, max_pixels=max_pixels, min_size=min_size), paths
+        ):
+            found.append(inspection)
+            report("audit", len(found), len(paths))
+    return found

@@ -9,7 +9,6 @@ there is no ``n_features_in_``.
 
 from __future__ import annotations
 
-import functools
 import inspect
 import tempfile
 from collections.abc import Sequence
@@ -94,7 +93,7 @@ class ImageClassifier:
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """The constructor parameters and their values (``deep`` changes nothing: no parameter
         is itself an estimator)."""
-        return {name: getattr(self, name) for name in _param_names()}
+        return {name: getattr(self, name) for name in _defaults(type(self))}
 
     def set_params(self, **params: Any) -> ImageClassifier:
         """Change parameters by name; returns ``self``. Values are checked by ``fit``.
@@ -102,7 +101,7 @@ class ImageClassifier:
         Raises:
             ConfigError: A name is not a parameter (nothing is changed then).
         """
-        names = _param_names()
+        names = list(_defaults(type(self)))
         for name in params:
             if name not in names:
                 raise ConfigError(
@@ -114,7 +113,8 @@ class ImageClassifier:
         return self
 
     def __repr__(self) -> str:
-        changed = [f"{k}={v!r}" for k, v in self.get_params().items() if not _is_default(k, v)]
+        params = self.get_params().items()
+        changed = [f"{k}={v!r}" for k, v in params if not _is_default(type(self), k, v)]
         return f"{type(self).__name__}({', '.join(changed)})"
 
     def __sklearn_tags__(self) -> Any:
@@ -179,9 +179,8 @@ class ImageClassifier:
 
     def _config(self, data: PathLike, out: str) -> tuple[TrainConfig, dict[str, str]]:
         """The settings: the parameters changed from their defaults (origin "cli"), data, out."""
-        values = {
-            k: v for k, v in self.get_params().items() if k != "out" and not _is_default(k, v)
-        }
+        params = self.get_params().items()
+        values = {k: v for k, v in params if k != "out" and not _is_default(type(self), k, v)}
         return build_config(cli_values={**values, "data": str(data), "out": out})
 
     def _loaded(self) -> LoadedModel:
@@ -264,19 +263,19 @@ class ImageClassifier:
         return clf
 
 
-@functools.cache
-def _defaults() -> dict[str, Any]:
+_DEFAULTS: dict[type, dict[str, Any]] = {}
+
+
+def _defaults(cls: type[ImageClassifier]) -> dict[str, Any]:
     """The constructor's parameters and defaults, read from its signature as scikit-learn does."""
-    parameters = list(inspect.signature(ImageClassifier.__init__).parameters.values())[1:]
-    return {p.name: p.default for p in parameters}
+    if cls not in _DEFAULTS:
+        parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]
+        _DEFAULTS[cls] = {p.name: p.default for p in parameters}
+    return _DEFAULTS[cls]
 
 
-def _param_names() -> tuple[str, ...]:
-    return tuple(_defaults())
-
-
-def _is_default(name: str, value: Any) -> bool:
-    default = _defaults()[name]
+def _is_default(cls: type[ImageClassifier], name: str, value: Any) -> bool:
+    default = _defaults(cls)[name]
     return type(value) is type(default) and value == default
 
 

@@ -69,6 +69,7 @@ def train_run(
     *,
     callbacks: Sequence[Callback] = (),
     started: float | None = None,
+    splits: DataSplits | None = None,
 ) -> RunResult:
     """Train a classifier as ``config`` says and write its run folder.
 
@@ -78,6 +79,8 @@ def train_run(
         callbacks: Told about phases, steps, epochs and notes (renamed folder, made splits, ...).
         started: ``time.monotonic()`` when the command began, which ``config.budget`` counts
             from (default: now; the CLI passes its process's start).
+        splits: The samples to train on, when the caller has them already (``ImageClassifier.fit``
+            given image paths and labels); ``config.data`` is then not read.
     """
     from headstart.data.folders import load_splits
 
@@ -91,12 +94,14 @@ def train_run(
     fabric = fabric_for(config)  # an accelerator this machine lacks fails before any work
     notes = Notes(CallbackList(callbacks if fabric.is_global_zero else ()))
     check_trackers(config)
-    splits = load_splits(
-        config.data, val_fraction=config.val_fraction, test_fraction=config.test_fraction,
-        seed=config.seed,
-    )  # fmt: skip
+    if splits is None:
+        splits = load_splits(
+            config.data, val_fraction=config.val_fraction, test_fraction=config.test_fraction,
+            seed=config.seed,
+        )  # fmt: skip
     _refuse_out_in_data(config.out, splits)
-    report = from_rank_zero(fabric, lambda: _audit(splits, config, notes))  # decoded once
+    scanned = splits  # a name the lambda sees as it is here (splits changes below)
+    report = from_rank_zero(fabric, lambda: _audit(scanned, config, notes))  # decoded once
     splits = report.clean_splits()
     model, spec = create_model(config, num_classes=len(splits.classes))
     deadline = 0.0
@@ -166,7 +171,7 @@ def _new_run_folder(
     run, renamed = RunFolder.create(config.out, explicit=origin.get("out") != "default")
     if renamed:
         notes.add(renamed)
-    if splits.origin.get("layout") in ("split", "cifar10") or splits.origin.get(
+    if splits.origin.get("layout") in ("split", "cifar10", "samples") or splits.origin.get(
         "carved_from_train"
     ):
         notes.add(

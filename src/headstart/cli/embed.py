@@ -9,6 +9,7 @@ import typer
 
 from headstart.cli.options import BatchSize, WeightsFile
 from headstart.config import DEFAULT_MODEL
+from headstart.defaults import INFERENCE_BATCH_SIZE
 
 if TYPE_CHECKING:
     from headstart.pipeline.embed import Embeddings
@@ -56,7 +57,7 @@ def embed(
     out: Out,
     model: Model = DEFAULT_MODEL,
     image_size: ImageSize = None,
-    batch_size: BatchSize = 64,
+    batch_size: BatchSize = INFERENCE_BATCH_SIZE,
     device: Device = None,
     weights: WeightsFile = None,
 ) -> None:

@@ -52,7 +52,7 @@ def test_embed_writes_one_vector_per_image_then_reads_the_cache(
         ((), "{data}/train/embed.npz", "inside the data folder"),
         ((), "{tmp}/mine.txt", "use one of .npz, .parquet"),
         ((), "{tmp}/mine.npz", "not an embeddings file"),
-        (("--device", "gpu"), "{tmp}/e.npz", "use one of: cpu"),
+        (("--device", "gpu"), "{tmp}/e.npz", "use one of: auto, cpu"),
         (("--model", "tv:vit_b16"), "{tmp}/e.npz", "Did you mean: tv:vit_b_16"),
     ],
 )

@@ -164,6 +164,9 @@ def test_one_default_per_setting_in_the_commands_and_the_library() -> None:
                             (("embed",), embed_folder)):  # fmt: skip
         assert _default(words, "batch_size") == INFERENCE_BATCH_SIZE, words
         assert _library_default(function, "batch_size") == INFERENCE_BATCH_SIZE, function
+    assert {_default((word,), "device") for word in ("predict", "evaluate", "embed", "serve")} == {
+        "auto"
+    }
     assert _default(("check",), "max_pixels") == DEFAULT_MAX_PIXELS == MAX_PIXELS
     assert _default(("serve",), "max_pixels") == serve.DEFAULT_MAX_PIXELS == UPLOAD_MAX_PIXELS
 

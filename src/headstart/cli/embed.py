@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from headstart.cli.options import BatchSize, WeightsFile
+from headstart.cli.options import BatchSize, RunDevice, WeightsFile
 from headstart.config import DEFAULT_MODEL
 from headstart.defaults import INFERENCE_BATCH_SIZE
 
@@ -43,13 +43,6 @@ ImageSize = Annotated[
         show_default=False,
     ),
 ]
-Device = Annotated[
-    str | None,
-    typer.Option(
-        help="cpu, cuda, cuda:1 or mps (default: the best here: CUDA, then MPS, then the CPU).",
-        show_default=False,
-    ),
-]
 
 
 def embed(
@@ -58,7 +51,7 @@ def embed(
     model: Model = DEFAULT_MODEL,
     image_size: ImageSize = None,
     batch_size: BatchSize = INFERENCE_BATCH_SIZE,
-    device: Device = None,
+    device: RunDevice = "auto",
     weights: WeightsFile = None,
 ) -> None:
     """Write one vector per image (what the pretrained head would see) with its path and class.

@@ -33,7 +33,7 @@ def evaluate(
             "--out",
             "-o",
             help="Folder for the report and metrics.json: new, empty or an earlier report, "
-            "outside DATA [default: RUN/eval].",
+            "outside DATA [default: RUN/eval for a run, else runs/eval].",
         ),
     ] = None,
     report: Annotated[

@@ -88,9 +88,9 @@ def train(
         typer.Option(help="Each body stage below the last trains at this times the lr above it."),
     ] = _D.layer_decay,
     optimizer: Annotated[Optimizer, typer.Option()] = _D.optimizer,
-    momentum: Annotated[float, typer.Option(help="With --optimizer sgd: momentum.")] = (
-        _D.momentum
-    ),
+    momentum: Annotated[
+        float, typer.Option(help="With --optimizer sgd: Nesterov momentum (0: plain SGD).")
+    ] = _D.momentum,
     weight_decay: Annotated[float, typer.Option()] = _D.weight_decay,
     label_smoothing: Annotated[float, typer.Option()] = _D.label_smoothing,
     warmup_epochs: Annotated[float, typer.Option()] = _D.warmup_epochs,

@@ -22,7 +22,7 @@ def test_defaults_are_the_documented_ones() -> None:
     [
         ({"strategy": "two_phase"}, "Did you mean: two-phase"),
         ({"epochs": 0}, "--epochs must be a whole number from 1"),
-        ({"epochs": 3, "head_epochs": 3}, "greater than --head-epochs"),
+        ({"finetune_lr_factor": 0}, "--finetune-lr-factor must be a finite number greater than 0"),
         ({"image_size": 4}, "from 8 to 2048"),
         ({"accelerator": "cuda0"}, "auto, cpu, cuda"),
         ({"precision": "bf16"}, "bf16-mixed"),
@@ -35,6 +35,12 @@ def test_defaults_are_the_documented_ones() -> None:
 def test_bad_values_say_how_to_fix_them(values: dict, needle: str) -> None:
     with pytest.raises(ConfigError, match=needle):
         build_config(cli_values=values)
+
+
+@pytest.mark.parametrize("epochs", [1, 2, 3])
+def test_every_small_epochs_value_is_a_two_phase_run(epochs: int) -> None:
+    config, _ = build_config(cli_values={"epochs": epochs})  # head_epochs stays at 3
+    assert (config.strategy, config.epochs, config.head_epochs) == (Strategy.TWO_PHASE, epochs, 3)
 
 
 def test_yaml_values_get_their_setting_type(tmp_path: Path) -> None:

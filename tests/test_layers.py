@@ -18,7 +18,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "headstart"
 
 LAYERS = {
-    "errors": 0, "started": 0, "processes": 0, "progress": 0,
+    "errors": 0, "started": 0, "processes": 0, "progress": 0, "defaults": 0,
     "config": 1, "files": 1, "preprocessing": 1,
     "zoo": 2, "data": 2,
     "surgery": 3, "speed": 3, "evaluation": 3,

@@ -111,6 +111,7 @@ _WHOLE = {  # setting: (lowest, highest)
 _REAL = {  # setting: (lowest, highest, lowest allowed?, highest allowed?)
     "lr": (0.0, math.inf, False, False),
     "backbone_lr_factor": (0.0, math.inf, True, False),
+    "finetune_lr_factor": (0.0, math.inf, False, False),
     "layer_decay": (0.0, 1.0, False, True),
     "weight_decay": (0.0, math.inf, True, False),
     "momentum": (0.0, 1.0, True, False),
@@ -144,8 +145,11 @@ _RENAMED = {"feature_cache": "cache"}
 class TrainConfig:
     """Every setting of a training run. Defaults are the ones a new user gets.
 
-    ``lr`` is the head's learning rate; body stages that train get ``lr * backbone_lr_factor``,
-    decayed by ``layer_decay`` per stage towards the input (discriminative learning rates).
+    ``epochs`` counts every epoch; two-phase trains the head alone for up to ``head_epochs`` of
+    them (leaving one to fine-tune; with one epoch, only the head trains). ``lr`` is the head's
+    learning rate (two-phase's fine-tuning phase: ``lr * finetune_lr_factor``); body stages that
+    train get the phase's ``lr * backbone_lr_factor``, decayed by ``layer_decay`` per stage towards
+    the input (discriminative learning rates).
     ``cache`` turns on the decoded-image cache and, for phases that train the head only, the
     feature cache (the frozen body runs once per image). ``lr`` may be ``"auto"`` (a learning-rate
     sweep picks it) and ``hflip`` ``None`` (decided from the data); ``budget`` (``"90s"``,
@@ -162,6 +166,7 @@ class TrainConfig:
     image_size: int | None = None
     batch_size: int = 32
     lr: float | str = 1e-2
+    finetune_lr_factor: float = 0.1
     backbone_lr_factor: float = 1.0
     layer_decay: float = 0.7
     optimizer: Optimizer = Optimizer.ADAMW
@@ -222,11 +227,6 @@ class TrainConfig:
                 object.__setattr__(self, name, _to_enum(enum, value, name))
         _check_types(self)
         _check_ranges(self)
-        if self.strategy is Strategy.TWO_PHASE and self.head_epochs >= self.epochs:
-            raise ConfigError(
-                f"two-phase training needs --epochs ({self.epochs}) greater than --head-epochs "
-                f"({self.head_epochs}); raise --epochs or lower --head-epochs."
-            )
         if self.val_fraction + self.test_fraction >= 1.0:
             raise ConfigError("--val-fraction plus --test-fraction must leave images to train on.")
         if self.budget is not None:

@@ -202,6 +202,20 @@ def test_sigterm_stops_after_the_step_and_resumes_exactly(tmp_path, tmp_path_fac
     assert_same_run(result, tmp_path, expected)
 
 
+def test_a_two_phase_run_shorter_than_its_head_epochs_resumes_bitwise(tmp_path):
+    """--epochs 2 with --head-epochs 3: one head epoch, one fine-tuning epoch; killed in the
+    fine-tuning epoch and resumed, it ends where an uninterrupted run ends."""
+    cfg = config("two-phase").replace(epochs=2, head_epochs=3)
+    reference_dir, crashed_dir = tmp_path / "reference", tmp_path / "crashed"
+    result = train(cfg, reference_dir)
+    assert [row["phase"] for row in result.history] == ["head", "full"]
+    last = load_checkpoint(reference_dir / "checkpoints" / "last.pt")["model"]
+    with pytest.raises(Crash):
+        train(cfg, crashed_dir, every=1, crash_at=STEPS_PER_EPOCH + 2)
+    resumed = train(cfg, crashed_dir, resume=True)
+    assert_same_run(resumed, crashed_dir, (result.model.state_dict(), last, result.history))
+
+
 def test_second_ctrl_c_quits_at_once(tmp_path):
     def send(step):
         if step == 2:

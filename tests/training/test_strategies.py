@@ -1,7 +1,7 @@
 import pytest
 
 from headstart.errors import ConfigError
-from headstart.training.strategies import FINETUNE_LR_FACTOR, Phase, plan_phases
+from headstart.training.strategies import FINETUNE_LR_FACTOR, Phase, describe_split, plan_phases
 
 from .helpers import tiny_model
 
@@ -39,3 +39,36 @@ def test_two_phase(spec):
     assert sum(p.epochs for p in (head, full)) == 5
     only_full = plan("two-phase", spec, epochs=5, head_epochs=0)
     assert [p.name for p in only_full] == ["full"]
+
+
+@pytest.mark.parametrize(
+    ("epochs", "head_epochs", "expected"),
+    [
+        (1, 3, [("head", 1)]),  # one epoch: the head only, not a fresh head's gradients in the body
+        (2, 3, [("head", 1), ("full", 1)]),
+        (3, 3, [("head", 2), ("full", 1)]),
+        (4, 3, [("head", 3), ("full", 1)]),  # from here on, what --head-epochs asks
+        (10, 3, [("head", 3), ("full", 7)]),  # the default run, as before
+        (1, 0, [("full", 1)]),
+    ],
+)
+def test_two_phase_takes_every_number_of_epochs(spec, epochs, head_epochs, expected):
+    phases = plan("two-phase", spec, epochs=epochs, head_epochs=head_epochs)
+    assert [(p.name, p.epochs) for p in phases] == expected
+    assert sum(p.epochs for p in phases) == epochs
+
+
+def test_describe_split_says_when_the_head_got_fewer_epochs():
+    assert describe_split(10, 3) is None and describe_split(4, 3) is None
+    assert describe_split(1, 3) == (
+        "--epochs 1 trains the head only; the body fine-tunes from --epochs 2 on"
+    )
+    assert describe_split(3, 3) == (
+        "--epochs 3 leaves 2 of the 3 --head-epochs, so that 1 epoch fine-tunes the body"
+    )
+
+
+def test_finetune_lr_factor_sets_the_second_phase_rate(spec):
+    phases = plan_phases("two-phase", spec, epochs=4, head_epochs=1, unfreeze_stages=1, lr=0.02,
+                         finetune_lr_factor=0.5)  # fmt: skip
+    assert [p.lr for p in phases] == [0.02, pytest.approx(0.01)]

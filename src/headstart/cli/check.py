@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from headstart.defaults import MAX_PIXELS
+
 if TYPE_CHECKING:
     from headstart.data.audit import AuditReport
 
@@ -35,22 +37,19 @@ def check(
         ),
     ] = None,
     max_pixels: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            help="Larger images (width x height) are rejected as bombs (default 89478485).",
-            show_default=False,
-        ),
-    ] = None,
+        int, typer.Option(min=1, help="Larger images (width x height) are rejected as bombs.")
+    ] = MAX_PIXELS,
     min_size: Annotated[
         int, typer.Option(min=1, help="Images with a shorter side (pixels) are rejected.")
     ] = 8,
     max_bad_fraction: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Unusable above this fraction of bad images.")
     ] = 0.1,
-    workers: Annotated[
-        int | None, typer.Option(min=1, help="Decoding threads (default: CPUs, at most 16).")
+    num_workers: Annotated[
+        int | None,
+        typer.Option(min=1, help="Decoding threads (default: CPUs, at most 16)."),
     ] = None,
+    workers: Annotated[int | None, typer.Option(min=1, hidden=True)] = None,  # the old name
 ) -> None:
     """Decode every image in DATA and report bad files, duplicates, leaks and class counts.
 
@@ -60,7 +59,6 @@ def check(
     """
     from headstart.cli.console import out as console
     from headstart.data.audit import audit_folder
-    from headstart.data.images import DEFAULT_MAX_PIXELS
     from headstart.errors import DataError
 
     if out is not None:
@@ -69,7 +67,7 @@ def check(
 
     with _quiet_load_splits(), pass_bars():  # the report below lists what load_splits logs
         report = audit_folder(
-            data, max_pixels=max_pixels or DEFAULT_MAX_PIXELS, min_size=min_size, workers=workers
+            data, max_pixels=max_pixels, min_size=min_size, workers=num_workers or workers
         )
     if report.num_samples or report.bad:
         print_report(report)

@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from headstart.cli.options import BatchSize, WeightsFile
+from headstart.cli.options import BatchSize, RunDevice, WeightsFile
 from headstart.config import DEFAULT_MODEL
+from headstart.defaults import INFERENCE_BATCH_SIZE
 
 if TYPE_CHECKING:
     from headstart.pipeline.embed import Embeddings
@@ -42,13 +43,6 @@ ImageSize = Annotated[
         show_default=False,
     ),
 ]
-Device = Annotated[
-    str | None,
-    typer.Option(
-        help="cpu, cuda, cuda:1 or mps (default: the best here: CUDA, then MPS, then the CPU).",
-        show_default=False,
-    ),
-]
 
 
 def embed(
@@ -56,8 +50,8 @@ def embed(
     out: Out,
     model: Model = DEFAULT_MODEL,
     image_size: ImageSize = None,
-    batch_size: BatchSize = 64,
-    device: Device = None,
+    batch_size: BatchSize = INFERENCE_BATCH_SIZE,
+    device: RunDevice = "auto",
     weights: WeightsFile = None,
 ) -> None:
     """Write one vector per image (what the pretrained head would see) with its path and class.

@@ -9,6 +9,7 @@ import typer
 
 from headstart.cli.options import BatchSize, Json, ModelRef, RunDevice
 from headstart.cli.predict import Tta, TtaMode
+from headstart.defaults import INFERENCE_BATCH_SIZE
 
 if TYPE_CHECKING:
     from headstart.data.folders import Sample
@@ -32,7 +33,7 @@ def evaluate(
             "--out",
             "-o",
             help="Folder for the report and metrics.json: new, empty or an earlier report, "
-            "outside DATA [default: RUN/eval].",
+            "outside DATA [default: RUN/eval for a run, else runs/eval].",
         ),
     ] = None,
     report: Annotated[
@@ -42,7 +43,7 @@ def evaluate(
             help="Write report.html, report.md, CSVs and pictures next to metrics.json.",
         ),
     ] = True,
-    batch_size: BatchSize = 64,
+    batch_size: BatchSize = INFERENCE_BATCH_SIZE,
     tta: Tta = TtaMode.NONE,
     device: RunDevice = "auto",
     as_json: Json = False,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import sys
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import typer
 
@@ -28,16 +30,21 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,  # help text is plain: rich markup would swallow [bracketed] words
 )
-app.command("train", no_args_is_help=True)(train.train)
-app.command("lr-find", no_args_is_help=True)(lr_find.lr_find)
-app.command("evaluate", no_args_is_help=True)(evaluate.evaluate)
-app.command("predict", no_args_is_help=True)(predict.predict)
-app.command("embed", no_args_is_help=True)(embed.embed)
-app.command("export", no_args_is_help=True)(export.export)
-app.command("serve", no_args_is_help=True)(serve.serve)
-app.command("check", no_args_is_help=True)(check.check)
-app.command("demo")(demo.demo)
+
+
+def _summary(command: Callable[..., Any]) -> str:
+    """A command's first docstring paragraph, whole (click would cut it to the terminal's width)."""
+    return " ".join((inspect.getdoc(command) or "").split("\n\n")[0].split())
+
+
+for _name, _command in (
+    ("train", train.train), ("lr-find", lr_find.lr_find), ("evaluate", evaluate.evaluate),
+    ("predict", predict.predict), ("embed", embed.embed), ("export", export.export),
+    ("serve", serve.serve), ("check", check.check), ("demo", demo.demo),
+):  # fmt: skip
+    app.command(_name, no_args_is_help=_name != "demo", short_help=_summary(_command))(_command)
 app.add_typer(models.app, name="models")
 
 

@@ -6,7 +6,9 @@ from typing import Annotated
 
 import typer
 
-app = typer.Typer(help="List and inspect the model zoo.", no_args_is_help=True)
+app = typer.Typer(
+    help="List and inspect the model zoo.", no_args_is_help=True, rich_markup_mode=None
+)
 
 
 @app.command("list")

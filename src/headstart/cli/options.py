@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated
 
@@ -32,3 +33,8 @@ RunDevice = Annotated[
         "cuda:1 or mps. ONNX exports run on the CPU.",
     ),
 ]
+
+
+def choices(values: Iterable[str]) -> str:
+    """A metavar that lists ``values`` in --help; config checks them, for YAML and Python too."""
+    return "<" + "|".join(values) + ">"

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from headstart.cli.options import BatchSize, Json, ModelRef, RunDevice
+from headstart.defaults import INFERENCE_BATCH_SIZE, TOPK
 
 if TYPE_CHECKING:
     from headstart.inference.predict import Prediction
@@ -37,8 +38,8 @@ def predict(
     paths: Annotated[
         list[Path], typer.Argument(help="Image files or folders.", show_default=False)
     ],
-    topk: Annotated[int, typer.Option("--topk", "-k", min=1, help="Labels per image.")] = 3,
-    batch_size: BatchSize = 32,
+    topk: Annotated[int, typer.Option("--topk", "-k", min=1, help="Labels per image.")] = TOPK,
+    batch_size: BatchSize = INFERENCE_BATCH_SIZE,
     tta: Tta = TtaMode.NONE,
     device: RunDevice = "auto",
     as_json: Json = False,

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from headstart.cli.options import ModelRef, RunDevice
+from headstart.defaults import UPLOAD_MAX_PIXELS
 
 if TYPE_CHECKING:
     from headstart.artifact import LoadedModel
@@ -29,8 +30,14 @@ def serve(
         ),
     ] = 8,
     max_pixels: Annotated[
-        int, typer.Option("--max-pixels", min=1, help="Largest image (width * height) decoded.")
-    ] = 40_000_000,
+        int,
+        typer.Option(
+            "--max-pixels",
+            min=1,
+            help="Largest image (width * height) decoded; lower than for files (check "
+            "--max-pixels), since anyone who reaches the port may upload.",
+        ),
+    ] = UPLOAD_MAX_PIXELS,
     max_batch: Annotated[
         int,
         typer.Option(

@@ -8,8 +8,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from headstart.cli.options import UnfreezeStages, WeightsFile, ZooModel
+from headstart.cli.options import UnfreezeStages, WeightsFile, ZooModel, choices
 from headstart.config import (
+    ACCELERATORS,
+    MONITORS,
+    PRECISIONS,
     Augment,
     BnStats,
     ClassWeights,
@@ -46,9 +49,21 @@ def train(
     weights: WeightsFile = None,
     strategy: Annotated[Strategy, typer.Option("--strategy", "-s")] = _D.strategy,
     unfreeze_stages: UnfreezeStages = _D.unfreeze_stages,
-    epochs: Annotated[int, typer.Option("--epochs", "-e")] = _D.epochs,
+    epochs: Annotated[
+        int,
+        typer.Option(
+            "--epochs",
+            "-e",
+            help="Epochs in all, every phase counted (two-phase: the head's, then the "
+            "fine-tuning ones).",
+        ),
+    ] = _D.epochs,
     head_epochs: Annotated[
-        int, typer.Option(help="With two-phase: epochs that train the head only.")
+        int,
+        typer.Option(
+            help="With two-phase: how many of the --epochs train the head only; at least one "
+            "is left to fine-tune everything (--epochs 1: the head only)."
+        ),
     ] = _D.head_epochs,
     image_size: Annotated[
         int | None, typer.Option(help="Input size in pixels (default: the model's own).")
@@ -57,20 +72,39 @@ def train(
     lr: Annotated[
         str,
         typer.Option(
-            help="Learning rate of the head, or auto (a learning-rate sweep on your data picks it)."
+            help="Learning rate of the head (two-phase: in the head phase; the fine-tuning phase "
+            "runs at lr x --finetune-lr-factor), or auto (a learning-rate sweep on your data "
+            "picks it)."
         ),
     ] = str(_D.lr),
+    finetune_lr_factor: Annotated[
+        float, typer.Option(help="Two-phase: the fine-tuning phase's head lr = lr x this factor.")
+    ] = _D.finetune_lr_factor,
     backbone_lr_factor: Annotated[
-        float, typer.Option(help="Body learning rate = lr x this factor.")
+        float, typer.Option(help="A phase's body lr = the phase's head lr x this factor.")
     ] = _D.backbone_lr_factor,
+    layer_decay: Annotated[
+        float,
+        typer.Option(help="Each body stage below the last trains at this times the lr above it."),
+    ] = _D.layer_decay,
     optimizer: Annotated[Optimizer, typer.Option()] = _D.optimizer,
+    momentum: Annotated[
+        float, typer.Option(help="With --optimizer sgd: Nesterov momentum (0: plain SGD).")
+    ] = _D.momentum,
     weight_decay: Annotated[float, typer.Option()] = _D.weight_decay,
     label_smoothing: Annotated[float, typer.Option()] = _D.label_smoothing,
     warmup_epochs: Annotated[float, typer.Option()] = _D.warmup_epochs,
     patience: Annotated[
-        int, typer.Option(help="Early stopping: epochs without improvement (0: off).")
+        int,
+        typer.Option(
+            help="Early stopping: end the last phase after this many epochs without a better "
+            "--monitor (0: off, every epoch trains)."
+        ),
     ] = _D.patience,
-    monitor: Annotated[str, typer.Option(help="val_acc, val_f1 or val_loss.")] = _D.monitor,
+    monitor: Annotated[
+        str,
+        typer.Option(metavar=choices(MONITORS), help="What picks the best epoch and stops early."),
+    ] = _D.monitor,
     augment: Annotated[
         Augment, typer.Option(help="Training augmentation preset (applied to the decoded images).")
     ] = _D.augment,
@@ -131,13 +165,26 @@ def train(
     test_fraction: Annotated[float, typer.Option()] = _D.test_fraction,
     seed: Annotated[int, typer.Option()] = _D.seed,
     out: Annotated[str, typer.Option("--out", "-o", help="Run folder.")] = _D.out,
-    num_workers: Annotated[int, typer.Option()] = _D.num_workers,
-    accelerator: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = _D.accelerator,
+    num_workers: Annotated[
+        int,
+        typer.Option(
+            help="Worker processes that decode training images (0: the main process; resumes "
+            "bit-exact)."
+        ),
+    ] = _D.num_workers,
+    accelerator: Annotated[
+        str,
+        typer.Option(
+            metavar=choices(ACCELERATORS),
+            help="Device type, as Lightning Fabric names it (auto: CUDA, else MPS, else the "
+            "CPU; gpu: CUDA or MPS; tpu needs torch_xla).",
+        ),
+    ] = _D.accelerator,
     precision: Annotated[
         str,
         typer.Option(
-            help="auto (a short timed trial picks float32 or bf16 per model and machine), "
-            "32-true, bf16-mixed or 16-mixed."
+            metavar=choices(PRECISIONS),
+            help="auto: a short timed trial picks float32 or bf16 per model and machine.",
         ),
     ] = _D.precision,
     devices: Annotated[
@@ -167,9 +214,9 @@ def train(
         bool,
         typer.Option(
             "--cache/--no-cache",
-            help="Decode and resize each image once and train from the uint8 copy on disk; with "
-            "feature-extract, also run the frozen body once per image and keep its features for "
-            "later epochs and runs (the head then trains without augmentation).",
+            help="Decode and resize each image once and train from the uint8 copy on disk; in "
+            "phases that train the head only, also run the frozen body once per image and keep "
+            "its features for later epochs and runs (the head then trains without augmentation).",
         ),
     ] = _D.cache,
     checkpoint_every_steps: Annotated[
@@ -242,6 +289,7 @@ def train(
         cfg, origin = build_config(cli_values=given)
     if not cfg.data:
         raise ConfigError("missing DATA: give an image folder (or `data:` in --config FILE).")
+    _check_data(cfg.data)
     from headstart.started import AT
 
     result = run_with_progress(
@@ -269,6 +317,15 @@ def _resume(run_dir: Path, given: dict[str, Any], *, data: str | None, config: P
     print_summary(
         run_with_progress(cfg, lambda callbacks: resume_run(run_dir, given, callbacks=callbacks))
     )
+
+
+def _check_data(data: str) -> None:
+    """A missing DATA folder is one line before anything else is printed (cifar10 is built in)."""
+    from headstart.data.class_folders import check_data_folder
+
+    root = Path(data).expanduser()
+    if data != "cifar10" or root.exists():
+        check_data_folder(root.absolute())
 
 
 def _from_command_line(ctx: typer.Context, name: str) -> bool:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
+from headstart.defaults import MAX_PIXELS
 from headstart.errors import DataError
 from headstart.preprocessing import PreprocessSpec
 
@@ -52,7 +53,7 @@ IMAGE_EXTENSIONS = (
 )
 """File name extensions treated as images (compared in lower case)."""
 
-DEFAULT_MAX_PIXELS = 89_478_485
+DEFAULT_MAX_PIXELS = MAX_PIXELS
 """Largest width * height decoded (Pillow's own limit); larger images are rejected as bombs."""
 
 MAX_ASPECT_RATIO = 16

@@ -8,6 +8,7 @@ import torch
 
 from headstart.artifact import LoadedModel
 from headstart.data.folders import Sample
+from headstart.defaults import INFERENCE_BATCH_SIZE
 from headstart.errors import DataError
 from headstart.evaluation.metrics import summarize
 from headstart.evaluation.result import EvalResult
@@ -20,7 +21,7 @@ def evaluate_samples(
     loaded: LoadedModel,
     samples: Sequence[Sample],
     *,
-    batch_size: int = 64,
+    batch_size: int = INFERENCE_BATCH_SIZE,
     tta: str = "none",
 ) -> EvalResult:
     """Run the model over ``samples`` on its device and summarise the predictions.

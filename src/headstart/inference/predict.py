@@ -26,6 +26,7 @@ import torch
 
 from headstart.artifact import LoadedModel
 from headstart.data.images import DEFAULT_MAX_PIXELS, ImageSource, image_to_tensor
+from headstart.defaults import INFERENCE_BATCH_SIZE, TOPK
 from headstart.errors import ConfigError, DataError
 from headstart.preprocessing import PreprocessSpec
 from headstart.progress import report
@@ -240,7 +241,7 @@ def logits_for_files(
     loaded: LoadedModel,
     paths: Sequence[str | Path],
     *,
-    batch_size: int = 32,
+    batch_size: int = INFERENCE_BATCH_SIZE,
     tta: str = "none",
     task: str = "predicting",
 ) -> tuple[list[str], torch.Tensor, list[tuple[str, str]]]:
@@ -279,7 +280,7 @@ def predict_proba_files(
     loaded: LoadedModel,
     paths: Sequence[str | Path],
     *,
-    batch_size: int = 32,
+    batch_size: int = INFERENCE_BATCH_SIZE,
     tta: str = "none",
 ) -> tuple[list[str], torch.Tensor, list[tuple[str, str]]]:
     """Class probabilities for each readable file, run on the model's device.
@@ -299,8 +300,8 @@ def predict_files(
     loaded: LoadedModel,
     paths: Sequence[str | Path],
     *,
-    topk: int = 5,
-    batch_size: int = 32,
+    topk: int = TOPK,
+    batch_size: int = INFERENCE_BATCH_SIZE,
     tta: str = "none",
 ) -> list[Prediction]:
     """Top-k predictions for each file, in the order given; unreadable files carry ``error``.

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from headstart.artifact import LoadedModel
+from headstart.defaults import TOPK, UPLOAD_MAX_PIXELS
 from headstart.errors import ConfigError
 from headstart.inference.batcher import MicroBatcher
 from headstart.inference.predict import ModelRunner, decode_images, top_k
@@ -49,8 +50,8 @@ __all__ = [
 ]
 
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
-DEFAULT_MAX_PIXELS = 40_000_000
-"""Pixel cap for uploads (width * height), below Pillow's own bomb limit."""
+DEFAULT_MAX_PIXELS = UPLOAD_MAX_PIXELS
+"""Pixel cap for uploads (width * height), below Pillow's own bomb limit (see ``defaults``)."""
 DEFAULT_MAX_CONCURRENCY = 8
 """Requests decoding, waiting or running at once; more get 503. Above ``max_batch`` so that one
 batch can fill while the previous one runs."""
@@ -164,7 +165,7 @@ def _add_predict_routes(app: "FastAPI", infer: Infer, auth: "list[params.Depends
     """POST /predict (one image) and POST /predict/batch (several, errors per file)."""
     from fastapi import HTTPException, Query, Request
 
-    topk_query = Query(5, ge=1, le=MAX_TOPK, description="Labels per image.")
+    topk_query = Query(TOPK, ge=1, le=MAX_TOPK, description="Labels per image.")
 
     @app.post("/predict", dependencies=auth, openapi_extra=PREDICT_BODY)
     async def predict(request: Request, topk: int = topk_query) -> Answer:

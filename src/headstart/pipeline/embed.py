@@ -26,6 +26,7 @@ from headstart.data.class_folders import (
 from headstart.data.folders import VAL_NAMES, Sample
 from headstart.data.walk import make_fence
 from headstart.data.written import not_data_reason
+from headstart.defaults import INFERENCE_BATCH_SIZE
 from headstart.errors import ConfigError, DataError
 from headstart.inference.device import Device, best_device, resolve_device
 from headstart.preprocessing import PreprocessSpec
@@ -105,7 +106,7 @@ def embed_folder(
     model: str,
     *,
     image_size: int | None = None,
-    batch_size: int = 64,
+    batch_size: int = INFERENCE_BATCH_SIZE,
     device: Device | None = None,
     weights_file: str | Path | None = None,
     cache_root: Path | None = None,

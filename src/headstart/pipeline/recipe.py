@@ -29,6 +29,7 @@ def plan_phases_for(config: TrainConfig, spec: BackboneSpec) -> list[Phase]:
     return plan_phases(
         config.strategy, spec, epochs=config.epochs, head_epochs=config.head_epochs,
         unfreeze_stages=config.unfreeze_stages, lr=lr,
+        finetune_lr_factor=config.finetune_lr_factor,
     )  # fmt: skip
 
 
@@ -87,7 +88,8 @@ def describe_processes(config: TrainConfig, processes: int) -> str:
 
 def describe_recipe(config: TrainConfig, spec: BackboneSpec) -> str:
     """One line for the user: the recipe this run trains with (the report's settings say more)."""
-    from headstart.config import Augment, BnStats
+    from headstart.config import Augment, BnStats, Strategy
+    from headstart.training.strategies import describe_split
 
     phases = ", then ".join(
         f"{p.name} {p.epochs} epoch{'s' if p.epochs != 1 else ''} at lr {p.lr:.3g}"
@@ -112,6 +114,9 @@ def describe_recipe(config: TrainConfig, spec: BackboneSpec) -> str:
         f"augment {augment}, BatchNorm statistics {BnStats(config.bn_stats).value}"
     )
     text += "".join(f", {e}" for e in extras)
+    split = describe_split(config.epochs, config.head_epochs)
+    if config.strategy is Strategy.TWO_PHASE and split:
+        text += f" ({split})"
     if augment != "none" and config.hflip is True:
         text += " (--no-hflip if a mirror image is another class: text, digits)"
     return text

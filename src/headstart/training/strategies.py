@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from headstart.config import Strategy
+from headstart.config import Strategy, TrainConfig
 from headstart.errors import ConfigError
 from headstart.zoo.spec import BackboneSpec
 
-__all__ = ["FINETUNE_LR_FACTOR", "Phase", "plan_phases"]
+__all__ = ["FINETUNE_LR_FACTOR", "Phase", "describe_split", "plan_phases", "split_epochs"]
 
-FINETUNE_LR_FACTOR = 0.1
-"""Two-phase: the second (full) phase's head lr is ``config.lr`` times this factor."""
+FINETUNE_LR_FACTOR = TrainConfig.finetune_lr_factor
+"""Two-phase: the second (full) phase's head lr is ``config.lr`` times this factor (default)."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,7 @@ def plan_phases(
     head_epochs: int,
     unfreeze_stages: int,
     lr: float,
+    finetune_lr_factor: float = FINETUNE_LR_FACTOR,
 ) -> list[Phase]:
     """Turn a strategy into phases whose epochs add up to ``epochs``.
 
@@ -53,8 +54,9 @@ def plan_phases(
     - ``partial``: one ``partial`` phase training the last ``unfreeze_stages`` stages.
     - ``full``: one ``full`` phase training everything.
     - ``two-phase``: ``head`` for ``head_epochs`` epochs at ``lr``, then ``full`` for the remaining
-      epochs at ``lr * FINETUNE_LR_FACTOR`` (the body gets discriminative rates below that), so the
-      pretrained features are not wrecked by gradients from a fresh head.
+      epochs at ``lr * finetune_lr_factor`` (the body gets discriminative rates below that), so the
+      pretrained features are not wrecked by gradients from a fresh head. The head phase leaves
+      at least one epoch to fine-tune (``split_epochs``): every ``epochs`` from 1 up works.
 
     Raises:
         ConfigError: If ``partial`` asks for more stages than the backbone has.
@@ -71,7 +73,30 @@ def plan_phases(
         return [Phase("partial", epochs, unfreeze_stages, lr)]
     if strategy is Strategy.FULL:
         return [Phase("full", epochs, None, lr)]
-    phases = [Phase("full", epochs - head_epochs, None, lr * FINETUNE_LR_FACTOR)]
-    if head_epochs > 0:
-        phases.insert(0, Phase("head", head_epochs, 0, lr))
-    return phases
+    head, full = split_epochs(epochs, head_epochs)
+    phases = [Phase("head", head, 0, lr)] if head else []
+    return phases + ([Phase("full", full, None, lr * finetune_lr_factor)] if full else [])
+
+
+def split_epochs(epochs: int, head_epochs: int) -> tuple[int, int]:
+    """Two-phase: the (head, fine-tuning) epochs of ``epochs`` in all.
+
+    The head gets ``head_epochs`` but leaves one epoch to fine-tune; a single epoch trains the
+    head only (a fresh head's gradients would wreck the pretrained body), unless
+    ``head_epochs`` is 0.
+    """
+    head = min(head_epochs, max(epochs - 1, 1))
+    return head, epochs - head
+
+
+def describe_split(epochs: int, head_epochs: int) -> str | None:
+    """What the user should know when ``split_epochs`` did not give the head ``head_epochs``."""
+    head, full = split_epochs(epochs, head_epochs)
+    if head == head_epochs:
+        return None
+    if not full:
+        return "--epochs 1 trains the head only; the body fine-tunes from --epochs 2 on"
+    return (
+        f"--epochs {epochs} leaves {head} of the {head_epochs} --head-epochs, so that {full} "
+        f"epoch{'s' if full != 1 else ''} fine-tune{'s' if full == 1 else ''} the body"
+    )

@@ -79,6 +79,8 @@ class PassBars:
     def __call__(self, task: str, done: int, total: int) -> None:
         import time
 
+        if not self.bar.console.is_terminal:  # a log or a pipe: no live display
+            return
         if task not in self.tasks:
             if not self.bar.live.is_started:
                 self.bar.start()

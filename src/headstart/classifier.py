@@ -78,7 +78,7 @@ class ImageClassifier:
         clip_grad: float = 0.0, class_weights: str = "none", sampler: str = "shuffle",
         budget: str | None = None, bn_stats: str = "pretrained", val_fraction: float = 0.2,
         test_fraction: float = 0.0, seed: int = 0, out: PathLike | None = None,
-        num_workers: int = 0, accelerator: str = "auto", precision: str = "auto",
+        num_workers: int | str = "auto", accelerator: str = "auto", precision: str = "auto",
         devices: int | str = 1, num_nodes: int = 1, distributed: str = "auto",
         max_bad_fraction: float = 0.1, tensorboard: bool = False, cache: bool = True,
         checkpoint_every_steps: int = 500, tracker: str = "", mlflow_uri: str | None = None,

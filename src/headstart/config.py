@@ -194,7 +194,7 @@ class TrainConfig:
     test_fraction: float = 0.0
     seed: int = 0
     out: str = "runs/run"
-    num_workers: int = 0
+    num_workers: int | str = "auto"
     accelerator: str = "auto"
     precision: str = "auto"
     devices: int | str = 1
@@ -365,9 +365,10 @@ def build_config(
 
 
 _FIELD_TYPES: dict[str, type] = {f.name: type(f.default) for f in fields(TrainConfig)}
-_FIELD_TYPES.update(image_size=int, weights=str, lr=float, hflip=bool, budget=str, devices=int)
+_FIELD_TYPES.update(image_size=int, weights=str, lr=float, hflip=bool, budget=str, devices=int,
+                    num_workers=int)  # fmt: skip
 _FIELD_TYPES.update(mlflow_uri=str, wandb_mode=str)
-_AUTO_OK = ("lr", "devices")  # settings that also take the word "auto"
+_AUTO_OK = ("lr", "devices", "num_workers")  # settings that also take the word "auto"
 _OPTIONAL = ("image_size", "weights", "hflip", "budget", "mlflow_uri", "wandb_mode")
 _EXPECTED = {bool: "true or false", int: "a whole number", float: "a number"}
 

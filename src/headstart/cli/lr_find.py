@@ -100,6 +100,7 @@ def _sweep(cfg: TrainConfig, splits: DataSplits) -> tuple[LrFind, Phase]:
     """
     from headstart.data.datasets import ImageDataset
     from headstart.data.transforms import build_eval_transform, build_train_transform
+    from headstart.pipeline.phase_data import loader_workers
     from headstart.pipeline.recipe import engine_settings, plan_phases_for
     from headstart.pipeline.run import create_model, fabric_for
     from headstart.training.batches import ImageBatches
@@ -115,7 +116,7 @@ def _sweep(cfg: TrainConfig, splits: DataSplits) -> tuple[LrFind, Phase]:
     batches = ImageBatches.create(
         fabric, ImageDataset(splits.train, augment),
         ImageDataset(splits.val, build_eval_transform(pre)), batch_size=cfg.batch_size,
-        num_workers=cfg.num_workers, seed=cfg.seed,
+        num_workers=loader_workers(cfg.num_workers, fabric), seed=cfg.seed,
     )  # fmt: skip
     optim = engine_settings(cfg, num_classes=len(splits.classes)).optim
     return find_lr(fabric, model, spec, phase, batches, optim, bn=cfg.bn_stats), phase

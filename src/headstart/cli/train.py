@@ -166,12 +166,13 @@ def train(
     seed: Annotated[int, typer.Option()] = _D.seed,
     out: Annotated[str, typer.Option("--out", "-o", help="Run folder.")] = _D.out,
     num_workers: Annotated[
-        int,
+        str,
         typer.Option(
-            help="Worker processes that decode training images (0: the main process; resumes "
-            "bit-exact)."
+            help="Worker processes that decode training images: auto (none on a CPU, where the "
+            "main process keeps up and a resume is bit-exact; up to 8 per GPU process), or a "
+            "number (0: the main process)."
         ),
-    ] = _D.num_workers,
+    ] = str(_D.num_workers),
     accelerator: Annotated[
         str,
         typer.Option(

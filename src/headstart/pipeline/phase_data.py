@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from headstart.config import TrainConfig
+from headstart.config import AUTO, TrainConfig
 from headstart.pipeline.notes import Notes
 from headstart.pipeline.ranks import from_rank_zero, rank_zero_first
 from headstart.pipeline.recipe import process_batch_size
@@ -50,6 +50,13 @@ class PhaseData:
         """Training images per batch in this process (``--batch-size`` is all processes')."""
         return process_batch_size(self.config.batch_size, self.fabric.world_size)
 
+    @property
+    def workers(self) -> int:
+        """DataLoader workers: ``--num-workers``, or for ``auto`` none on a CPU (the main process
+        keeps up with the decoded-image cache, and a resume is bit-exact) and up to 8 for a GPU
+        process (the main process alone starves a GPU), sharing the machine's CPUs."""
+        return loader_workers(self.config.num_workers, self.fabric)
+
     def on_features(self, phase: Phase) -> bool:
         """Whether ``phase`` trains on cached features."""
         return self.config.cache and phase.trainable_stages == 0
@@ -81,7 +88,7 @@ class PhaseData:
             val = ImageDataset(splits.val, build_eval_transform(pre))
         return ImageBatches.create(
             self.fabric, train, val, batch_size=self.batch_size,
-            num_workers=config.num_workers, seed=config.seed, sampler=config.sampler,
+            num_workers=self.workers, seed=config.seed, sampler=config.sampler,
         )  # fmt: skip
 
     def _features(self, phase: Phase) -> PhaseBatches:
@@ -97,7 +104,7 @@ class PhaseData:
         )
         common: dict[str, Any] = {
             "batch_size": max(config.batch_size, 64), "settings": settings,
-            "num_workers": config.num_workers,
+            "num_workers": self.workers,
         }  # fmt: skip
         train = rank_zero_first(
             fabric, lambda: extract_features(model, self.spec, splits.train, self.pre, **common)
@@ -117,3 +124,15 @@ class PhaseData:
             self.fabric, model, self.spec, train, val, batch_size=self.batch_size,
             seed=config.seed, sampler=config.sampler,
         )  # fmt: skip
+
+
+def loader_workers(setting: int | str, fabric: Fabric) -> int:
+    """The DataLoader workers ``setting`` means for this process (see ``PhaseData.workers``)."""
+    import os
+
+    if setting != AUTO:
+        return int(setting)
+    if fabric.device.type != "cuda":
+        return 0
+    local = max(1, fabric.world_size // max(1, fabric.num_nodes))
+    return max(1, min(8, (os.cpu_count() or 1) // local - 1))

@@ -61,6 +61,7 @@ def build_loaders(
     sample_weights: torch.Tensor | None = None,
     rank: int = 0,
     world: int = 1,
+    pin_memory: bool = False,
 ) -> tuple[DataLoader, DataLoader]:
     """Training (shuffled by a seeded generator) and validation (in order) data loaders.
 
@@ -76,6 +77,7 @@ def build_loaders(
         "batch_size": batch_size,
         "num_workers": num_workers,
         "persistent_workers": num_workers > 0,
+        "pin_memory": pin_memory,  # for a GPU: copies then overlap compute
     }
     n = len(train_ds)  # type: ignore[arg-type]
     order: dict[str, Any] = {"shuffle": True}
@@ -168,6 +170,7 @@ class ImageBatches(PhaseBatches):
         train, val = build_loaders(
             train_ds, val_ds, batch_size=batch_size, num_workers=num_workers, seed=seed,
             sample_weights=weights, rank=fabric.global_rank, world=fabric.world_size,
+            pin_memory=fabric.device.type == "cuda",
         )  # fmt: skip
         device_train, device_val = fabric.setup_dataloaders(
             train, val, use_distributed_sampler=False  # build_loaders shards

@@ -157,19 +157,3 @@ def test_the_cache_folder_is_marked(
     assert folder_kind(cache_dir()) == "cache"
     build_decoded_cache(samples, PRE, root=tmp_path / "elsewhere")
     assert folder_kind(tmp_path / "elsewhere") is None
-
-
-def test_threaded_decoding_keeps_the_order_and_the_failures(tmp_path: Path, monkeypatch) -> None:
-    from headstart.data import image_cache
-
-    paths = [write_image(tmp_path / f"{i:03d}.png", (i * 3 % 255, 40, 200), (20 + i % 7, 16), i)
-             for i in range(70)]  # fmt: skip
-    (tmp_path / "010.png").write_bytes(b"not an image")
-    samples = [Sample(str(p), i % 2) for i, p in enumerate(paths)]
-    pre = PreprocessSpec(input_size=16)
-    threaded = build_decoded_cache(samples, pre, root=tmp_path / "threads")
-    monkeypatch.setattr(image_cache.os, "cpu_count", lambda: 1)  # one thread: in order
-    single = build_decoded_cache(samples, pre, root=tmp_path / "single")
-    assert threaded.failures.keys() == single.failures.keys() == {str(tmp_path / "010.png")}
-    for i in range(len(samples)):
-        assert torch.equal(threaded.image(i), single.image(i)), i

@@ -18,12 +18,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import shutil
 import time
-from collections import deque
-from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Sequence
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -94,34 +91,6 @@ def _interpolation(pre: PreprocessSpec) -> InterpolationMode:
     return InterpolationMode(pre.interpolation)
 
 
-def _decoded(
-    samples: Sequence[Sample], resize: v2.Resize, size: int, max_pixels: int
-) -> Iterator[tuple[Sample, tuple[Any, ...] | DataError]]:
-    """Each sample with its decoded square (or the error), in order, decoded by a thread per CPU
-    (Pillow decodes and resizes without holding the GIL)."""
-
-    def one(sample: Sample) -> tuple[Any, ...] | DataError:
-        try:
-            return _decode_square(sample.path, resize, size, max_pixels)
-        except DataError as exc:
-            return exc
-
-    workers = min(16, os.cpu_count() or 1)
-    if workers == 1 or len(samples) < 64:
-        yield from ((sample, one(sample)) for sample in samples)
-        return
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
-        window: deque[tuple[Sample, Future[tuple[Any, ...] | DataError]]] = deque()
-        for sample in samples:  # at most 4 images per thread in flight: memory stays flat
-            window.append((sample, pool.submit(one, sample)))
-            if len(window) >= 4 * workers:
-                done, future = window.popleft()
-                yield done, future.result()
-        while window:
-            done, future = window.popleft()
-            yield done, future.result()
-
-
 def _decode_square(path: str, resize: v2.Resize, size: int, max_pixels: int) -> tuple[Any, ...]:
     """Decode + resize like the eval path; return the (3, S, S) square and its geometry."""
     image = resize(decode_image(path, max_pixels=max_pixels, resize_to=size))
@@ -168,12 +137,12 @@ def build_decoded_cache(
     geometry = np.zeros((len(samples), 4), dtype=np.int32)
     resize = v2.Resize(size, interpolation=_interpolation(pre), antialias=True)
     failures: dict[str, str] = {}
-    for i, (sample, decoded) in enumerate(_decoded(samples, resize, size, max_pixels)):
-        if isinstance(decoded, DataError):
-            failures[sample.path] = str(decoded)
-            log.warning("skipping %s in the decoded-image cache: %s", sample.path, decoded)
-        else:
-            pixels[i], geometry[i] = decoded
+    for i, sample in enumerate(samples):
+        try:
+            pixels[i], geometry[i] = _decode_square(sample.path, resize, size, max_pixels)
+        except DataError as exc:
+            failures[sample.path] = str(exc)
+            log.warning("skipping %s in the decoded-image cache: %s", sample.path, exc)
         report("decoding images into the cache", i + 1, len(samples))
     pixels.flush()
     del pixels

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,9 @@ def test_epochs_notes_and_the_summary_are_in_the_offline_run(tmp_path: Path) -> 
 def test_a_resumed_run_keeps_its_wandb_id(tmp_path: Path) -> None:
     with WandbLogger(project="tests", run_name="run", params={}, folder=tmp_path) as first:
         first.on_epoch_end({"epoch": 1, "val_acc": 0.5})
+    # W&B names an offline run's folder by the second it starts and the run id: a resume within
+    # the same second (never a real one) would share the first's folder and overwrite its file
+    time.sleep(1.05 - time.time() % 1)
     with WandbLogger(project="tests", run_name="run", params={}, folder=tmp_path,
                      run_id=first.run_id) as again:  # fmt: skip
         again.on_epoch_end({"epoch": 2, "val_acc": 0.75})

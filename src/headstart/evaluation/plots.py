@@ -10,12 +10,13 @@ Label font sizes adapt to the number of classes; a confusion matrix of more than
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -307,6 +308,9 @@ def plot_prediction_grid(
 ) -> Path:
     """Draw image thumbnails captioned with predicted and true label; mistakes framed in red.
 
+    A plain image grid drawn with Pillow (a tenth of matplotlib's time for the same content);
+    a mistake's caption starts with "x" (the built-in font has no check marks).
+
     Args:
         paths: Image files (unreadable ones are drawn as a grey tile).
         true_names: True class name of each image.
@@ -316,37 +320,79 @@ def plot_prediction_grid(
         notes: An extra caption line per image (e.g. its loss).
         title: Figure title.
     """
+    from PIL import Image, ImageDraw
+
     n = len(paths)
     cols = max(1, min(_GRID_COLUMNS, n))
     rows = max(1, math.ceil(n / cols))
-    fig = _figure(2.3 * cols, 2.6 * rows + 0.4)
-    axes = np.atleast_1d(fig.subplots(rows, cols)).reshape(-1)
-    for i, ax in enumerate(axes):
-        ax.set_xticks([])
-        ax.set_yticks([])
-        if i >= n:
-            ax.axis("off")
-            continue
-        pixels = _thumbnail(paths[i])
-        ax.imshow(pixels if pixels is not None else np.full((8, 8, 3), 200, np.uint8))
-        wrong = pred_names[i] != true_names[i]
-        colour = _WRONG if wrong else _RIGHT
-        mark = "✗ " if wrong else ""
-        caption = f"{mark}pred {_shorten(pred_names[i], 26)} ({confidences[i]:.2f})"
-        caption += f"\ntrue {_shorten(true_names[i], 26)}"
-        if notes is not None:
-            caption += f"\n{notes[i]}"
-        if pixels is None:
-            caption += "\n(unreadable)"
-        ax.set_title(caption, fontsize=7.5, color=colour)
-        for spine in ax.spines.values():
-            spine.set_edgecolor(colour)
-            spine.set_linewidth(3 if wrong else 1)
+    lines = 2 + (notes is not None) + 1  # pred, true, note, "(unreadable)"
+    cell_w, cell_h = _THUMBNAIL + 2 * _PAD, _THUMBNAIL + 2 * _PAD + lines * _LINE
+    canvas = Image.new("RGB", (cols * cell_w, rows * cell_h + _TITLE), "white")
+    draw = ImageDraw.Draw(canvas)
+    draw.text((canvas.width // 2, _TITLE // 2), title, fill="black", font=_font(14), anchor="mm")
     if n == 0:
-        axes[0].axis("off")
-        axes[0].text(0.5, 0.5, "no images", ha="center", va="center")
-    fig.suptitle(title)
-    return _save(fig, path, dpi=90)
+        draw.text((canvas.width // 2, _TITLE + cell_h // 2), "no images", fill="black",
+                  font=_font(12), anchor="mm")  # fmt: skip
+    for i in range(n):
+        left, top = (i % cols) * cell_w, _TITLE + (i // cols) * cell_h
+        _grid_cell(canvas, draw, (left, top), paths[i], _caption(
+            pred_names[i], true_names[i], confidences[i], notes[i] if notes is not None else None
+        ))  # fmt: skip
+    png = io.BytesIO()
+    canvas.save(png, format="PNG")
+    return atomic_write(path, png.getvalue())
+
+
+_PAD, _LINE, _TITLE = 6, 12, 28
+
+
+def _caption(pred: str, true: str, confidence: float, note: str | None) -> tuple[list[str], bool]:
+    """The caption lines of one tile and whether the prediction is wrong."""
+    wrong = pred != true
+    lines = [f"{'x ' if wrong else ''}pred {_shorten(pred, 26)} ({confidence:.2f})",
+             f"true {_shorten(true, 26)}"]  # fmt: skip
+    if note is not None:
+        lines.append(note)
+    return lines, wrong
+
+
+def _grid_cell(
+    canvas: Any, draw: Any, corner: tuple[int, int], path: str, caption: tuple[list[str], bool]
+) -> None:
+    """One tile: the caption above the thumbnail, framed red (thick) for a mistake, else green."""
+    from PIL import Image, ImageOps
+
+    (left, top), (lines, wrong) = corner, caption
+    pixels = _thumbnail(path)
+    if pixels is None:
+        lines = [*lines, "(unreadable)"]
+    colour = _WRONG if wrong else _RIGHT
+    for k, line in enumerate(lines):
+        draw.text((left + _PAD + _THUMBNAIL // 2, top + _PAD + k * _LINE), line, fill=colour,
+                  font=_font(10), anchor="ma")  # fmt: skip
+    image_top = top + _PAD + len(lines) * _LINE + 2
+    if pixels is None:
+        tile = Image.new("RGB", (_THUMBNAIL, _THUMBNAIL), (200, 200, 200))
+    else:  # scaled to the tile as matplotlib's imshow would (small images up, without blur)
+        image = Image.fromarray(pixels).convert("RGB")
+        upscale = max(image.size) < _THUMBNAIL
+        method = Image.Resampling.NEAREST if upscale else Image.Resampling.BICUBIC
+        tile = ImageOps.contain(image, (_THUMBNAIL, _THUMBNAIL), method=method)
+    x = left + _PAD + (_THUMBNAIL - tile.width) // 2
+    canvas.paste(tile, (x, image_top))
+    width = 3 if wrong else 1
+    right, bottom = x + tile.width + width - 1, image_top + tile.height + width - 1
+    draw.rectangle((x - width, image_top - width, right, bottom), outline=colour, width=width)
+
+
+@functools.lru_cache(maxsize=4)
+def _font(size: int) -> Any:
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)  # scalable with FreeType (Pillow >= 10.1)
+    except TypeError:  # an older Pillow: its fixed bitmap font
+        return ImageFont.load_default()
 
 
 def plot_reliability(

@@ -35,3 +35,29 @@ def test_one_process_just_calls():
     assert rank_zero_first(fabric, lambda: 6) == 6
     with pytest.raises(DataError):
         from_rank_zero(fabric, lambda: (_ for _ in ()).throw(DataError("no images")))
+
+
+class _Told:
+    """A process of two that is told ``message`` by rank 0's broadcast."""
+
+    def __init__(self, rank: int, message=None) -> None:
+        self.world_size, self.is_global_zero, self.message = 2, rank == 0, message
+
+    def broadcast(self, value, src=0):
+        return value if self.is_global_zero else self.message
+
+
+def test_rank_zeros_unexpected_failure_reaches_the_others():
+    from headstart.pipeline.ranks import RankZeroFailed
+
+    def broken():
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):  # rank 0 raises its own error
+        from_rank_zero(_Told(0), broken)
+    with pytest.raises(RankZeroFailed, match="OSError: disk full"):
+        rank_zero_first(_Told(1, "OSError: disk full"), lambda: 1)
+    error = DataError("no images")
+    with pytest.raises(DataError) as caught:
+        from_rank_zero(_Told(1, (None, error)), lambda: 1)
+    assert caught.value.told_by_rank_zero  # printed by rank 0 already: the CLI stays quiet

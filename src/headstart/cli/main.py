@@ -105,9 +105,13 @@ def _handle_error(exc: Exception, *, debug: bool) -> None:
     from headstart.processes import secondary_process
 
     if isinstance(exc, HeadstartError):
-        if not secondary_process():  # every process of a run meets the same user error
+        if not secondary_process():
             typer.echo(f"error: {exc}", err=True)
+        elif not getattr(exc, "told_by_rank_zero", False):  # its own: rank 0 cannot know
+            typer.echo(f"error (a secondary training process): {exc}", err=True)
         raise SystemExit(2) from None
+    if type(exc).__name__ == "RankZeroFailed":  # the first process prints its own error
+        raise SystemExit(1) from None
     who = "headstart (a secondary training process)" if secondary_process() else "headstart"
     typer.echo(
         f"{who}: unexpected {type(exc).__name__}: {exc} (run again with --debug for the "

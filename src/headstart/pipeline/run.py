@@ -227,10 +227,17 @@ def create_model(config: TrainConfig, *, num_classes: int) -> tuple[nn.Module, B
 def fabric_for(config: TrainConfig) -> Fabric:
     from headstart.training.devices import create_fabric
 
-    return create_fabric(
+    fabric = create_fabric(
         config.accelerator, config.precision, devices=config.devices, num_nodes=config.num_nodes,
         distributed=config.distributed.value,
     )  # fmt: skip
+    if config.batch_size < fabric.world_size:
+        raise ConfigError(
+            f"--batch-size {config.batch_size} is the batch of all {fabric.world_size} processes "
+            f"together and must give each at least one image; use --batch-size "
+            f"{2 * fabric.world_size} or more."
+        )
+    return fabric
 
 
 def _train_and_save(

@@ -8,13 +8,19 @@ starts nothing. :func:`create_fabric` returns once every process has joined.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from lightning_fabric import Fabric
+from lightning_fabric.strategies import DDPStrategy
 
 from headstart.errors import ConfigError
 
-__all__ = ["create_fabric"]
+__all__ = ["COLLECTIVE_TIMEOUT", "create_fabric"]
+
+COLLECTIVE_TIMEOUT = timedelta(hours=6)
+"""How long a process waits in a collective: rank 0 alone fills the caches (decoding a large
+data set or extracting its features) while the others wait, longer than the 30-minute default."""
 
 
 def create_fabric(
@@ -35,7 +41,9 @@ def create_fabric(
     """
     fabric_precision: Any = "32-true" if precision == "auto" else precision
     several = devices == "auto" or int(devices) * num_nodes > 1
-    strategy = "ddp" if distributed == "ddp" or several else "auto"
+    strategy: Any = "auto"
+    if distributed == "ddp" or several:
+        strategy = DDPStrategy(timeout=COLLECTIVE_TIMEOUT)
     try:
         fabric = Fabric(
             accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
@@ -47,7 +55,7 @@ def create_fabric(
             f"device(s) x {num_nodes} node(s): {exc}; try --accelerator cpu --precision 32-true "
             "--devices 1."
         ) from None
-    if fabric.world_size > 1 or num_nodes > 1:
+    if fabric.world_size > 1 or num_nodes > 1 or strategy != "auto":
         try:
             fabric.launch()
         except (ValueError, RuntimeError) as exc:

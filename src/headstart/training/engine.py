@@ -85,6 +85,7 @@ class _Run:
     history: list[dict[str, Any]] = field(default_factory=list)
     best_state: dict[str, torch.Tensor] | None = None
     stop: StopRequest = field(default_factory=StopRequest)
+    stop_agreed: int | None = None  # a stop signal every process knows of (see ``ranks``)
     speed: dict[str, dict[str, Any]] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
     lr_trace: LrTrace = field(default_factory=LrTrace)
@@ -281,14 +282,15 @@ def _train_and_validate(
     steps = len(epoch.batches.train)
 
     def on_step(progress: EpochProgress, loss: torch.Tensor, images_per_s: float) -> None:
-        value, run.stop.signum = agree_on_step(run.fabric, float(loss), run.stop.signum)
-        if blown_up(value):
-            raise Diverged(_where(run, epoch, f"step {progress.batches}: training loss {value:g}"))
         if recipe.ema is not None:
             recipe.ema.update()
         run.lr_trace.record(setup.optimizer, scheduler, epoch=len(run.history) + 1,
                             phase=run.phases[epoch.phase_index].name)  # fmt: skip
-        run.callbacks.on_batch_end(BatchEnd(progress.batches, steps, value, images_per_s))
+        run.callbacks.on_batch_end(BatchEnd(progress.batches, steps, float(loss), images_per_s))
+        # last, so that a signal that came during this step stops after it, on every process
+        value, run.stop_agreed = agree_on_step(run.fabric, float(loss), run.stop.signum)
+        if blown_up(value):
+            raise Diverged(_where(run, epoch, f"step {progress.batches}: training loss {value:g}"))
         _after_step(run, epoch, progress, steps)
 
     train = train_epoch(
@@ -325,17 +327,18 @@ def _after_step(run: _Run, epoch: _Epoch, progress: EpochProgress, steps: int) -
     """Write a mid-epoch checkpoint when one is due; stop here if a signal asked to."""
     every = run.settings.checkpoint_every_steps
     due = every > 0 and progress.steps % every == 0
-    if run.stop.signum is None and not (due and progress.batches < steps):
+    if run.stop_agreed is None and not (due and progress.batches < steps):
         return
     position = epoch.position(run, summed_progress(run.fabric, progress), epoch.number - 1)
     _save_last(run, position, epoch.generator_state)
-    if run.stop.signum is not None:
+    if run.stop_agreed is not None:
         _interrupt(run, f"step {progress.batches}/{steps} of epoch {len(run.history) + 1}")
 
 
 def _end_epoch(run: _Run, epoch: _Epoch, stats: dict[str, Any], last_phase: bool) -> bool:
     """Record the epoch, write ``last.pt``, call back; return whether to stop early."""
     phase = run.phases[epoch.phase_index]
+    _, run.stop_agreed = agree_on_step(run.fabric, 0.0, run.stop.signum)  # one more, all together
     row = {"epoch": len(run.history) + 1, "phase": phase.name, **stats}
     stop = last_phase and run.stopper.step(row[run.settings.monitor])
     _record_epoch(run, row, epoch.recipe)
@@ -346,7 +349,7 @@ def _end_epoch(run: _Run, epoch: _Epoch, stats: dict[str, Any], last_phase: bool
             "early stopping: %s did not improve for %d epochs",
             run.settings.monitor, run.settings.patience,
         )  # fmt: skip
-    elif run.stop.signum is not None:
+    elif run.stop_agreed is not None:
         _interrupt(run, f"the end of epoch {row['epoch']}")
     elif last_phase and epoch.number < phase.epochs and _past_deadline(run, row):
         return True
@@ -421,7 +424,8 @@ def _interrupt(run: _Run, where: str) -> None:
     """Raise :class:`TrainingInterrupted` for the checkpoint just written."""
     path = run.folder.last_checkpoint
     raise TrainingInterrupted(
-        f"training stopped by {run.stop.name} at {where}; checkpoint saved to {path}. "
+        f"training stopped by {StopRequest(run.stop_agreed).name} at {where}; checkpoint saved "
+        f"to {path}. "
         f"Continue with: headstart train --resume {run.folder.path}",
         path,
     )

@@ -29,6 +29,7 @@ from headstart.training.batches import PhaseBatches
 from headstart.training.checkpoint import capture_rng_state, restore_rng_state
 from headstart.training.loop import EpochProgress, train_epoch
 from headstart.training.phase import OptimSettings, PhaseSetup, setup_phase
+from headstart.training.ranks import agree_on_step
 from headstart.training.strategies import Phase
 from headstart.zoo.spec import BackboneSpec
 
@@ -227,7 +228,8 @@ def _sweep(
     watch = _Watch()
 
     def on_step(progress: EpochProgress, loss: torch.Tensor, _speed: float) -> None:
-        if watch.add(float(loss)) or progress.steps >= steps:
+        mean, _ = agree_on_step(fabric, float(loss), None)  # every process stops at one step
+        if watch.add(mean) or progress.steps >= steps:
             raise _SweepDone
 
     try:

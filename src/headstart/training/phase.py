@@ -152,11 +152,14 @@ def choose_speed(
     candidates = training_candidates(
         device.type, conv=conv, depthwise=has_depthwise(model), bf16_supported=bf16
     )
-    if len(candidates) == 1:
+    synced = any(isinstance(m, nn.SyncBatchNorm) for m in model.modules())
+    if len(candidates) == 1 or synced:  # SyncBatchNorm steps are collectives: no lone trial
         return candidates[0]
-    train_mode(model, bn=bn)
-    key = f"{spec.name}|{phase.name}:{phase.trainable_stages}|bn:{BnStats(bn).value}"
-    chosen = tune_speed(
-        model, sample.to(device), key=key, mode="train", steps=2, candidates=candidates
-    )
-    return SpeedSettings(**fabric.broadcast(chosen.to_dict(), src=0))
+    chosen: dict[str, Any] | None = None
+    if fabric.is_global_zero:  # rank 0 times (and writes tuning.json); every process uses it
+        train_mode(model, bn=bn)
+        key = f"{spec.name}|{phase.name}:{phase.trainable_stages}|bn:{BnStats(bn).value}"
+        chosen = tune_speed(
+            model, sample.to(device), key=key, mode="train", steps=2, candidates=candidates
+        ).to_dict()
+    return SpeedSettings(**fabric.broadcast(chosen, src=0))

@@ -28,7 +28,7 @@ from headstart.data.walk import make_fence
 from headstart.data.written import not_data_reason
 from headstart.defaults import INFERENCE_BATCH_SIZE
 from headstart.errors import ConfigError, DataError
-from headstart.inference.device import Device, best_device, resolve_device
+from headstart.inference.device import AUTO_DEVICE, Device, resolve_device
 from headstart.preprocessing import PreprocessSpec
 
 __all__ = ["NO_CLASS", "Embeddings", "embed_folder", "embed_samples"]
@@ -107,7 +107,7 @@ def embed_folder(
     *,
     image_size: int | None = None,
     batch_size: int = INFERENCE_BATCH_SIZE,
-    device: Device | None = None,
+    device: Device = AUTO_DEVICE,
     weights_file: str | Path | None = None,
     cache_root: Path | None = None,
 ) -> Embeddings:
@@ -118,7 +118,7 @@ def embed_folder(
         model: Zoo name (``bundled:``, ``tv:``, ``timm:``, ``hf-hub:``).
         image_size: Input size instead of the weights' own.
         batch_size: Images per forward pass.
-        device: Where the body runs (default: CUDA, else MPS, else the CPU).
+        device: Where the body runs (``auto``: CUDA, else MPS, else the CPU).
         weights_file: Local weights to load instead of the published ones.
         cache_root: Folder of feature-cache entries (default ``cache_dir()/features``).
 
@@ -130,7 +130,7 @@ def embed_folder(
     from headstart.training.features import extract_features
     from headstart.zoo import create_backbone
 
-    target = resolve_device(device) if device is not None else best_device()
+    target = resolve_device(device)
     samples, classes = embed_samples(data)
     network, spec = create_backbone(model, pretrained=True, weights_file=weights_file)
     pre = spec.preprocessing

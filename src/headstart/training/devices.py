@@ -40,7 +40,7 @@ def create_fabric(
         distributed: ``auto`` (DDP when more than one process takes part) or ``ddp``.
     """
     fabric_precision: Any = "32-true" if precision == "auto" else precision
-    several = devices == "auto" or int(devices) * num_nodes > 1
+    several = _device_count(accelerator, devices) * num_nodes > 1
     strategy: Any = "auto"
     if distributed == "ddp" or several:
         strategy = DDPStrategy(timeout=COLLECTIVE_TIMEOUT)
@@ -64,3 +64,13 @@ def create_fabric(
                 "SLURM, --devices must be the processes per node and --num-nodes the nodes."
             ) from None
     return fabric
+
+
+def _device_count(accelerator: str, devices: int | str) -> int:
+    """The processes ``devices`` means on this machine (``auto``: every CUDA GPU, else one)."""
+    if devices != "auto":
+        return int(devices)
+    import torch
+
+    cuda = accelerator in ("auto", "cuda", "gpu") and torch.cuda.is_available()
+    return torch.cuda.device_count() if cuda else 1

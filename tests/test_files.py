@@ -89,3 +89,31 @@ def test_outputs_are_refused_inside_the_data(tmp_path: Path) -> None:
             files.refuse_inside(inside, data)
     files.refuse_inside(tmp_path / "photos-runs", data)  # a sibling whose name starts alike
     assert not files.is_within(tmp_path / "photos2", data)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("0", 0), ("500MB", 500 * 10**6), ("2G", 2 * 1024**3), ("10GiB", 10 * 1024**3),
+     ("1.5 kb", 1500), ("7", 7)],
+)  # fmt: skip
+def test_sizes_are_read_in_decimal_and_binary_units(text: str, expected: int) -> None:
+    from headstart.files import parse_size
+
+    assert parse_size(text) == expected
+
+
+def test_the_cache_budget_comes_from_the_setting_then_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from headstart.errors import ConfigError
+    from headstart.files import DEFAULT_CACHE_BUDGET, cache_budget, parse_size
+
+    monkeypatch.delenv("HEADSTART_CACHE_BUDGET", raising=False)
+    assert cache_budget() == parse_size(DEFAULT_CACHE_BUDGET)
+    monkeypatch.setenv("HEADSTART_CACHE_BUDGET", "3MB")
+    assert cache_budget() == 3 * 10**6 and cache_budget("1K") == 1024
+    with pytest.raises(ConfigError, match=r"--cache-budget '10 parsecs' is not a size; .*10GiB"):
+        cache_budget("10 parsecs")
+    monkeypatch.setenv("HEADSTART_CACHE_BUDGET", "lots")
+    with pytest.raises(ConfigError, match="HEADSTART_CACHE_BUDGET 'lots' is not a size"):
+        cache_budget()

@@ -81,7 +81,8 @@ class ImageClassifier:
         num_workers: int | str = "auto", accelerator: str = "auto", precision: str = "auto",
         devices: int | str = 1, num_nodes: int = 1, distributed: str = "auto",
         max_bad_fraction: float = 0.1, tensorboard: bool = False, cache: bool = True,
-        checkpoint_every_steps: int = 500, tracker: str = "", mlflow_uri: str | None = None,
+        cache_budget: str | None = None, checkpoint_every_steps: int = 500, tracker: str = "",
+        mlflow_uri: str | None = None,
         mlflow_experiment: str = "headstart", wandb_project: str = "headstart",
         wandb_mode: str | None = None,
     ) -> None:  # fmt: skip

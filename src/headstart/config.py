@@ -131,7 +131,7 @@ TRACKERS = ("tensorboard", "mlflow", "wandb")
 """What ``tracker`` (a comma list) may name; ``tensorboard`` is also the ``tensorboard`` switch."""
 WANDB_MODES = ("online", "offline")
 RESUME_FREE = ("data", "out", "checkpoint_every_steps", "tracker", "mlflow_uri",
-               "mlflow_experiment", "wandb_project", "wandb_mode")
+               "mlflow_experiment", "wandb_project", "wandb_mode", "cache_budget")
 """Settings that may change when a run is resumed without changing its result."""
 RESUME_INEXACT = ("num_workers", "accelerator", "precision", "devices", "num_nodes", "distributed")
 """Settings that may change on resume, with a warning that the result is no longer bit-exact."""
@@ -151,9 +151,11 @@ class TrainConfig:
     train get the phase's ``lr * backbone_lr_factor``, decayed by ``layer_decay`` per stage towards
     the input (discriminative learning rates).
     ``cache`` turns on the decoded-image cache and, for phases that train the head only, the
-    feature cache (the frozen body runs once per image). ``lr`` may be ``"auto"`` (a learning-rate
-    sweep picks it) and ``hflip`` ``None`` (decided from the data); ``budget`` (``"90s"``,
-    ``"10m"``, ``"1h30m"``) lets the planner choose what the user did not set.
+    feature cache (the frozen body runs once per image), within ``cache_budget`` (``"10GiB"``;
+    None: ``$HEADSTART_CACHE_BUDGET``, else ``files.DEFAULT_CACHE_BUDGET``). ``lr`` may be
+    ``"auto"`` (a learning-rate sweep picks it) and ``hflip`` ``None`` (decided from the data);
+    ``budget`` (``"90s"``, ``"10m"``, ``"1h30m"``) lets the planner choose what the user did not
+    set.
     """
 
     data: str = ""
@@ -203,6 +205,7 @@ class TrainConfig:
     max_bad_fraction: float = 0.1
     tensorboard: bool = False
     cache: bool = True
+    cache_budget: str | None = None
     checkpoint_every_steps: int = 500
     tracker: str = ""
     mlflow_uri: str | None = None
@@ -367,9 +370,10 @@ def build_config(
 _FIELD_TYPES: dict[str, type] = {f.name: type(f.default) for f in fields(TrainConfig)}
 _FIELD_TYPES.update(image_size=int, weights=str, lr=float, hflip=bool, budget=str, devices=int,
                     num_workers=int)  # fmt: skip
-_FIELD_TYPES.update(mlflow_uri=str, wandb_mode=str)
+_FIELD_TYPES.update(mlflow_uri=str, wandb_mode=str, cache_budget=str)
 _AUTO_OK = ("lr", "devices", "num_workers")  # settings that also take the word "auto"
-_OPTIONAL = ("image_size", "weights", "hflip", "budget", "mlflow_uri", "wandb_mode")
+_OPTIONAL = ("image_size", "weights", "hflip", "budget", "mlflow_uri", "wandb_mode",
+             "cache_budget")  # fmt: skip
 _EXPECTED = {bool: "true or false", int: "a whole number", float: "a number"}
 
 

@@ -31,8 +31,11 @@ __all__ = [
     "FILE_MODE",
     "MARKER",
     "TMP_SUFFIX",
+    "DEFAULT_CACHE_BUDGET",
     "atomic_write",
+    "cache_budget",
     "cache_dir",
+    "parse_size",
     "folder_kind",
     "is_within",
     "make_dirs",
@@ -55,6 +58,39 @@ _MARKER_FORMAT = "headstart-folder"
 
 Content = bytes | str | Callable[[IO[bytes]], None]
 """What ``atomic_write`` writes: bytes, text (UTF-8), or a function that writes into a handle."""
+
+
+DEFAULT_CACHE_BUDGET = "10GiB"
+"""The most disk the decoded images and features of the cache may take together (oldest evicted)."""
+_SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+_SIZE_UNITS.update({u: 1024**n for n, u in enumerate(("k", "m", "g", "t"), 1)})
+_SIZE_UNITS.update({u + "ib": 1024**n for n, u in enumerate(("k", "m", "g", "t"), 1)})
+
+
+def parse_size(text: str, *, name: str = "--cache-budget") -> int:
+    """Bytes in a size such as ``10GiB``, ``500MB``, ``2G`` (binary) or ``0``.
+
+    Raises:
+        ConfigError: ``text`` is not a size (``name`` is the setting it came from).
+    """
+    import re
+
+    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*", str(text).lower())
+    if found is None or found.group(2) not in _SIZE_UNITS:
+        raise ConfigError(
+            f"{name} {text!r} is not a size; write it like 10GiB, 500MB, 2G or 0 (no cache)."
+        )
+    return int(float(found.group(1)) * _SIZE_UNITS[found.group(2)])
+
+
+def cache_budget(setting: str | None = None) -> int:
+    """The cache budget in bytes: ``setting`` (``--cache-budget``), else
+    ``$HEADSTART_CACHE_BUDGET``, else ``DEFAULT_CACHE_BUDGET``."""
+    if setting is not None:
+        return parse_size(setting)
+    if env := os.environ.get("HEADSTART_CACHE_BUDGET"):
+        return parse_size(env, name="HEADSTART_CACHE_BUDGET")
+    return parse_size(DEFAULT_CACHE_BUDGET)
 
 
 def cache_dir() -> Path:

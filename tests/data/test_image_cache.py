@@ -144,7 +144,7 @@ def test_thin_images_fail_from_the_header_not_in_memory(tmp_path: Path) -> None:
     assert "2000x1 pixels is too thin or too wide" in cache.failures[str(thin)]
     cache = build_decoded_cache(items, PRE, root=tmp_path / "c", max_pixels=10_000)
     assert "resizing its short side to 30 px would make 480x30" in cache.failures[str(upscaled)]
-    assert "would make 60000x30" in cache.failures[str(thin)]
+    assert "2000x1 pixels is too thin or too wide" in cache.failures[str(thin)]  # checked first
 
 
 def test_the_cache_folder_is_marked(
@@ -157,3 +157,57 @@ def test_the_cache_folder_is_marked(
     assert folder_kind(cache_dir()) == "cache"
     build_decoded_cache(samples, PRE, root=tmp_path / "elsewhere")
     assert folder_kind(tmp_path / "elsewhere") is None
+
+
+def test_the_audit_fills_the_store_the_datasets_and_evaluation_read(
+    tmp_path: Path, image_folder_factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from headstart.data.audit import audit_splits, read_pass
+    from headstart.data.image_cache import cached_eval_inputs
+    from headstart.data.image_store import DecodedImageCache, SquareSpec
+    from headstart.inference.predict import decode_images
+
+    data = image_folder_factory(tmp_path / "data", ("a", "b"), n=5, size=(37, 29))
+    broken = data / "b" / "b_002.png"
+    broken.write_bytes(b"<html>")
+    report = audit_splits(_splits(data), squares=SquareSpec.of(PRE), workers=1)
+    assert report.decoded is not None and [b.path for b in report.bad] == [str(broken)]
+    cache = DecodedImageCache(Path(report.decoded))
+    train = report.clean_splits().train
+    cached = CachedImageDataset(train, PRE, None, cache)
+    plain = ImageDataset(train, build_eval_transform(PRE))
+    assert all(torch.equal(cached[i][0], plain[i][0]) for i in range(len(train)))
+    paths = [s.path for s in report.splits.train]
+    stored, errors = cached_eval_inputs(cache, paths, PRE)
+    decoded, decode_errors = decode_images(paths, PRE)
+    assert stored is not None and decoded is not None and torch.equal(stored, decoded)
+    assert [e is None for e in errors] == [e is None for e in decode_errors]
+    reads: list[str] = []
+    real = read_pass.read_file
+    monkeypatch.setattr(read_pass, "read_file", lambda p, **k: reads.append(p) or real(p, **k))
+    again = audit_splits(_splits(data), squares=SquareSpec.of(PRE), workers=1)
+    assert again.decoded == report.decoded and reads == []  # audit cache and store: no reads
+    other = audit_splits(_splits(data), squares=SquareSpec.of(PRE.with_size(20)), workers=1)
+    assert other.decoded != report.decoded and len(reads) == 10  # squares only, one read each
+
+
+def test_the_audit_leaves_the_store_alone_over_the_budget(
+    tmp_path: Path, image_folder_factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from headstart.data.audit import audit_splits
+    from headstart.data.image_store import SquareSpec
+    from headstart.errors import DataError
+
+    data = image_folder_factory(tmp_path / "data", ("a", "b"), n=3)
+    report = audit_splits(_splits(data), squares=SquareSpec.of(PRE), budget_bytes=1000, workers=1)
+    assert report.decoded is None and report.num_bad_samples == 0
+    assert build_decoded_cache(report.splits.train, PRE, budget_bytes=1000) is None
+    monkeypatch.setenv("HEADSTART_CACHE_BUDGET", "1KB")  # 2,700 bytes of squares needed
+    with pytest.raises(DataError, match="do not fit the cache budget; raise --cache-budget"):
+        CachedImageDataset(report.splits.train, PRE, None, None)
+
+
+def _splits(data: Path):
+    from headstart.data.folders import load_splits
+
+    return load_splits(data, val_fraction=0.2, test_fraction=0.0, seed=0)

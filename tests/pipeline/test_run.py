@@ -159,3 +159,44 @@ def test_lr_auto_sweeps_the_first_phase_and_keeps_the_rate(data, tmp_path: Path)
     assert (tmp_path / "run" / "lr_find.png").is_file()
     assert any(n.startswith(f"learning rate {lr:g} for the head phase") for n in result.notes)
     assert result.history[0]["lr"] <= lr  # the head phase warms up to the rate found
+
+
+def test_the_audit_decodes_each_file_once_for_training_and_testing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from headstart.artifact import LoadedModel
+    from headstart.data.folders import load_splits
+    from headstart.data.image_store import DecodedImageCache
+    from headstart.files import cache_dir
+    from headstart.inference.evaluate import evaluate_samples
+    from tests.conftest import make_image_folder
+
+    monkeypatch.setenv("HEADSTART_CACHE", str(tmp_path / "cache"))
+    folder = make_image_folder(tmp_path / "d", ("a", "b"), n=6, layout="split", n_val=2, n_test=2)
+    config = _config(folder, tiny_weights(tmp_path), tmp_path / "run", strategy="partial",
+                     epochs=1)  # fmt: skip
+    result = train_run(config, {"out": "cli"})
+    (entry,) = (cache_dir() / "images").iterdir()  # one entry: train, val and test together
+    store = DecodedImageCache(entry)
+    assert len(store) == 20
+    loaded = LoadedModel(result.model, result.classes, result.preprocessing, result.spec.name)
+    samples = load_splits(folder, val_fraction=0.2, test_fraction=0.0, seed=0).test
+    decoded = evaluate_samples(loaded, samples)
+    stored = evaluate_samples(loaded, samples, images=store)
+    assert torch.equal(decoded.logits, stored.logits)
+    assert result.test_metrics["acc"] == decoded.metrics["acc"]
+
+
+def test_data_over_the_cache_budget_is_decoded_as_it_is_read(
+    data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from headstart.files import cache_dir
+
+    monkeypatch.setenv("HEADSTART_CACHE", str(tmp_path / "cache"))  # nothing cached yet
+    folder, weights = data
+    result = train_run(_config(folder, weights, tmp_path / "run", cache_budget="1KB"), {})
+    assert [row["phase"] for row in result.history] == ["head", "full", "full"]
+    told = [n for n in result.notes if "do not fit the cache budget (1KB)" in n]
+    assert len(told) == 2 and "features" in told[0] and "decoded images" in told[1]
+    assert not list((cache_dir() / "images").glob("*"))  # nothing written
+    assert not list((cache_dir() / "features").glob("*"))

@@ -220,6 +220,15 @@ def train(
             "its features for later epochs and runs (the head then trains without augmentation).",
         ),
     ] = _D.cache,
+    cache_budget: Annotated[
+        str | None,
+        typer.Option(
+            help="Most disk the decoded images and features may take together, e.g. 10GiB, "
+            "500MB, 0 (oldest entries go first; data larger than this is decoded as it is "
+            "read) (default: HEADSTART_CACHE_BUDGET, else 10GiB).",
+            show_default=False,
+        ),
+    ] = None,
     checkpoint_every_steps: Annotated[
         int, typer.Option(help="Also checkpoint every N steps within an epoch (0: off).")
     ] = _D.checkpoint_every_steps,

@@ -17,7 +17,7 @@ from typing import Any
 
 from headstart.data.folders import Sample
 from headstart.data.written import mark_cache_root
-from headstart.files import atomic_write
+from headstart.files import DEFAULT_CACHE_BUDGET, atomic_write, parse_size
 
 __all__ = [
     "DEFAULT_BUDGET_BYTES",
@@ -30,8 +30,12 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BUDGET_BYTES = 2 * 1024**3
-"""Default size limit of each cache folder (``images/``, ``features/``): 2 GiB."""
+DEFAULT_BUDGET_BYTES = parse_size(DEFAULT_CACHE_BUDGET)
+"""Default size limit of the decoded images and features together (``images/`` and ``features/``
+of the cache folder); ``--cache-budget`` or ``$HEADSTART_CACHE_BUDGET`` set another
+(``files.cache_budget``)."""
+SHARED_BUDGET = ("images", "features")
+"""Cache folders whose entries share one budget (evicting from either makes room in both)."""
 _META = "meta.json"  # written last: an entry without it is incomplete and ignored
 
 
@@ -53,25 +57,30 @@ def samples_digest(samples: Sequence[Sample]) -> str:
 
 
 def enforce_budget(root: Path, budget_bytes: int, *, keep: Path | None = None) -> list[Path]:
-    """Delete the least recently used entries (sub-folders) of ``root`` beyond ``budget_bytes``.
+    """Delete the least recently used entries beyond ``budget_bytes``.
 
     Args:
-        root: A cache folder whose sub-folders are entries.
+        root: A cache folder whose sub-folders are entries; when it is one of ``SHARED_BUDGET``,
+            the entries of the others beside it count (and may be evicted) too.
         budget_bytes: Largest total size to keep.
         keep: An entry never deleted (the one in use).
 
     Returns:
         The deleted entries.
     """
-    if not root.is_dir():
-        return []
+    roots = [root]
+    if root.name in SHARED_BUDGET:
+        roots += [root.parent / name for name in SHARED_BUDGET if name != root.name]
     entries = []
-    for entry in root.iterdir():
-        if entry.is_dir():
-            size = sum(f.stat().st_size for f in entry.rglob("*") if f.is_file())
-            meta = entry / _META
-            used = meta.stat().st_mtime if meta.exists() else entry.stat().st_mtime
-            entries.append((used, size, entry))
+    for folder in roots:
+        if not folder.is_dir():
+            continue
+        for entry in folder.iterdir():
+            if entry.is_dir():
+                size = sum(f.stat().st_size for f in entry.rglob("*") if f.is_file())
+                meta = entry / _META
+                used = meta.stat().st_mtime if meta.exists() else entry.stat().st_mtime
+                entries.append((used, size, entry))
     total = sum(size for _, size, _ in entries)
     removed: list[Path] = []
     for _, size, entry in sorted(entries, key=lambda e: e[0]):

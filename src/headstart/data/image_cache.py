@@ -1,103 +1,43 @@
-"""Decoded-image cache: decode, orient and resize each image once, then train from uint8 on disk.
+"""The decoded-image cache as a dataset: train and validate from uint8 squares on disk.
 
-Each image is decoded with ``decode_image``, resized with the eval transform's own ``Resize``
-(short side = ``pre.resize_size``) and centre-cropped to a ``resize_size`` square, which is stored
-as uint8 (3, S, S) in a memory-mapped ``.npy`` file under ``cache_dir()/images/<key>/``. Epochs
-after the first skip decoding; random crops and flips run on the cached uint8 tensors. The eval
-output equals the PIL path bit for bit: the square always contains the eval crop, whose offset is
-stored per image. Training crops see the stored square, not the parts of a non-square image
-outside it.
-
-The key hashes the resize settings, the pixel limit (which decides what fails) and each file's
-path, size and modification time, so an edited file gives a new entry (v2: size limits checked
-from the header, ``images.decode_image``). Entries beyond a size budget are evicted, least
-recently used first.
+Each image is decoded, resized (short side = ``pre.resize_size``) and centre-cropped to a square
+once, into the decoded-image store (``image_store``; the audit of a run fills it in the same read
+of each file, otherwise ``build_decoded_cache`` does, in worker processes). Epochs after that skip
+decoding: random crops and flips run on the cached uint8 tensors, and the eval output equals the
+PIL path bit for bit (the square always contains the eval crop, whose offset is stored per image).
+Training crops see the stored square, not the parts of a non-square image outside it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import shutil
 import time
 from collections.abc import Sequence
 from enum import Enum
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import torch
 from torch.utils.data import Dataset
-from torchvision.transforms import InterpolationMode, v2
+from torchvision.transforms import v2
 
-from headstart.data.cache_store import (
-    DEFAULT_BUDGET_BYTES,
-    enforce_budget,
-    read_entry,
-    samples_digest,
-    write_entry_meta,
-)
+from headstart.data.audit.read_pass import read_files
 from headstart.data.folders import Sample
-from headstart.data.images import DEFAULT_MAX_PIXELS, decode_image
+from headstart.data.image_store import DecodedImageCache, SquareSpec, StoreWriter, open_store
+from headstart.data.images import DEFAULT_MAX_PIXELS
 from headstart.data.transforms import build_random_erasing, build_train_transform
-from headstart.data.written import mark_cache_root
 from headstart.errors import DataError
-from headstart.files import cache_dir
+from headstart.files import cache_budget, cache_dir
 from headstart.preprocessing import PreprocessSpec
-from headstart.progress import report
 
-__all__ = ["CachedImageDataset", "DecodedImageCache", "build_decoded_cache"]
+__all__ = [
+    "CachedImageDataset",
+    "DecodedImageCache",
+    "build_decoded_cache",
+    "cached_eval_inputs",
+    "holds",
+]
 
 log = logging.getLogger(__name__)
-
-
-class DecodedImageCache:
-    """Resized uint8 images of a list of samples, memory-mapped from disk.
-
-    Attributes:
-        folder: The entry's folder.
-        pixels: uint8 array (N, 3, S, S); rows of unreadable images are zero.
-        geometry: int32 array (N, 4): resized height, width, and the square's top, left in it.
-        failures: Path -> reason for each image that could not be decoded.
-    """
-
-    def __init__(self, folder: Path) -> None:
-        meta = read_entry(folder)
-        if meta is None:
-            raise DataError(f"decoded-image cache {folder} is incomplete; delete it and rerun.")
-        self.folder = folder
-        self.pixels = np.load(folder / "pixels.npy", mmap_mode="r")
-        self.geometry = np.load(folder / "geometry.npy")
-        self.failures: dict[str, str] = meta["failures"]
-        self.size = int(meta["size"])
-
-    def __len__(self) -> int:
-        return len(self.pixels)
-
-    def image(self, index: int) -> torch.Tensor:
-        """The stored uint8 (3, S, S) tensor of image ``index`` (a copy)."""
-        return torch.from_numpy(np.array(self.pixels[index]))
-
-    def eval_crop(self, index: int, input_size: int) -> torch.Tensor:
-        """The eval centre crop of ``input_size``, exactly as ``build_eval_transform`` crops it."""
-        height, width, top, left = (int(v) for v in self.geometry[index])
-        y = int(round((height - input_size) / 2.0)) - top
-        x = int(round((width - input_size) / 2.0)) - left
-        tile = self.pixels[index, :, y : y + input_size, x : x + input_size]
-        return torch.from_numpy(np.array(tile))
-
-
-def _interpolation(pre: PreprocessSpec) -> InterpolationMode:
-    return InterpolationMode(pre.interpolation)
-
-
-def _decode_square(path: str, resize: v2.Resize, size: int, max_pixels: int) -> tuple[Any, ...]:
-    """Decode + resize like the eval path; return the (3, S, S) square and its geometry."""
-    image = resize(decode_image(path, max_pixels=max_pixels, resize_to=size))
-    width, height = image.size
-    top, left = int(round((height - size) / 2.0)), int(round((width - size) / 2.0))
-    square = np.asarray(image.crop((left, top, left + size, top + size)), dtype=np.uint8)
-    return square.transpose(2, 0, 1), (height, width, top, left)
 
 
 def build_decoded_cache(
@@ -105,54 +45,45 @@ def build_decoded_cache(
     pre: PreprocessSpec,
     *,
     root: Path | None = None,
-    budget_bytes: int = DEFAULT_BUDGET_BYTES,
+    budget_bytes: int | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
-) -> DecodedImageCache:
-    """Open the cache entry of ``samples`` at ``pre.resize_size``, decoding it first if needed.
+    workers: int | None = None,
+) -> DecodedImageCache | None:
+    """Open the store entry of the files of ``samples`` at ``pre.resize_size``, decoding it first
+    (in ``workers`` processes) if needed.
 
     Args:
-        samples: The images, in dataset order.
+        samples: The images.
         pre: Preprocessing; only ``resize_size`` and ``interpolation`` matter here.
         root: Folder of entries (default ``cache_dir()/images``).
-        budget_bytes: Older entries beyond this total size are deleted.
+        budget_bytes: Older entries beyond this total size are deleted; None is returned when
+            the entry alone would be larger (decode as you go instead). Default:
+            ``files.cache_budget()``.
         max_pixels: See ``decode_image``.
+        workers: See ``read_pass.read_files``.
     """
     root = Path(root) if root is not None else cache_dir() / "images"
-    size = pre.resize_size
-    key = hashlib.sha256(
-        f"v2\0{size}\0{pre.interpolation}\0{max_pixels}\0{samples_digest(samples)}".encode()
-    ).hexdigest()[:24]
-    folder = root / key
-    if read_entry(folder) is not None:
-        return DecodedImageCache(folder)
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    mark_cache_root(folder)
-    needed = len(samples) * 3 * size * size
-    enforce_budget(root, max(0, budget_bytes - needed), keep=folder)
+    spec = SquareSpec.of(pre, max_pixels)
+    paths = list(dict.fromkeys(s.path for s in samples))
+    opened = open_store(root, paths, spec)
+    if opened is not None:
+        return opened
+    budget = cache_budget() if budget_bytes is None else budget_bytes
+    writer = StoreWriter.create(root, paths, spec, budget)
+    if writer is None:
+        return None
     start = time.perf_counter()
-    pixels = np.lib.format.open_memmap(
-        folder / "pixels.npy", mode="w+", dtype=np.uint8, shape=(len(samples), 3, size, size)
-    )
-    geometry = np.zeros((len(samples), 4), dtype=np.int32)
-    resize = v2.Resize(size, interpolation=_interpolation(pre), antialias=True)
-    failures: dict[str, str] = {}
-    for i, sample in enumerate(samples):
-        try:
-            pixels[i], geometry[i] = _decode_square(sample.path, resize, size, max_pixels)
-        except DataError as exc:
-            failures[sample.path] = str(exc)
-            log.warning("skipping %s in the decoded-image cache: %s", sample.path, exc)
-        report("decoding images into the cache", i + 1, len(samples))
-    pixels.flush()
-    del pixels
-    np.save(folder / "geometry.npy", geometry)
-    write_entry_meta(folder, {"size": size, "count": len(samples), "failures": failures})
+    read_files(
+        paths, max_pixels=max_pixels, min_size=1, audit=[False] * len(paths), store=writer,
+        workers=workers, task="decoding images into the cache",
+    )  # fmt: skip
+    for path, reason in writer.failures.items():
+        log.warning("skipping %s in the decoded-image cache: %s", path, reason)
     log.info(
         "decoded %d images into %s (%.1f MB) in %.1fs",
-        len(samples), folder, needed / 1e6, time.perf_counter() - start,
+        len(paths), writer.folder, spec.nbytes(len(paths)) / 1e6, time.perf_counter() - start,
     )  # fmt: skip
-    return DecodedImageCache(folder)
+    return writer.finish()
 
 
 class CachedImageDataset(Dataset):
@@ -167,7 +98,8 @@ class CachedImageDataset(Dataset):
         samples: The images and labels, in the order the cache was built with.
         pre: The model's preprocessing spec (input size, mean, std).
         augment: Augmentation preset, or ``None`` for the eval transform.
-        cache: The cache of ``samples``; built (or opened) with default settings if omitted.
+        cache: A store entry holding the files of ``samples`` (in any order, others too); built
+            (or opened) with default settings if omitted.
         hflip: Random horizontal flips (``None`` means ``True``); training presets only.
         random_erasing: Probability of erasing a rectangle after normalisation; ignored when
             ``augment`` is ``None``.
@@ -189,12 +121,14 @@ class CachedImageDataset(Dataset):
     ) -> None:
         self.samples = list(samples)
         self.pre = pre
-        self.cache = cache if cache is not None else build_decoded_cache(self.samples, pre)
-        if len(self.cache) != len(self.samples):
+        built = cache if cache is not None else build_decoded_cache(self.samples, pre)
+        if built is None:
             raise DataError(
-                f"the decoded-image cache holds {len(self.cache)} images but {len(self.samples)} "
-                "samples were given; build the cache from the same samples."
+                f"the decoded images of {len(self.samples)} files do not fit the cache budget; "
+                "raise --cache-budget, or train with --no-cache."
             )
+        self.cache = built
+        self._rows = built.rows([s.path for s in self.samples])
         name = None if augment is None else str(getattr(augment, "value", augment))
         self.augment = (
             None
@@ -204,7 +138,8 @@ class CachedImageDataset(Dataset):
         steps = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(pre.mean), list(pre.std))]
         erase = build_random_erasing(random_erasing) if name == "none" else None
         self.normalize = v2.Compose(steps + ([] if erase is None else [erase]))
-        self.failures = dict(self.cache.failures)
+        mine = {s.path for s in self.samples}
+        self.failures = {p: r for p, r in self.cache.failures.items() if p in mine}
         self._bad = {i for i, s in enumerate(self.samples) if s.path in self.failures}
         if len(self._bad) == len(self.samples) and self.samples:
             raise DataError(
@@ -220,14 +155,35 @@ class CachedImageDataset(Dataset):
         while index % n in self._bad:
             index += 1
         index %= n
+        row, label = int(self._rows[index]), self.samples[index].label
         if self.augment is None:
-            return self.normalize(self.cache.eval_crop(index, self.pre.input_size)), self.samples[
-                index
-            ].label
-        image = v2.functional.to_image(self.cache.image(index))
-        return self.augment(image), self.samples[index].label
+            crop = torch.from_numpy(self.cache.eval_crop(row, self.pre.input_size))
+            return self.normalize(crop), label
+        image = v2.functional.to_image(torch.from_numpy(self.cache.square(row)))
+        return self.augment(image), label
 
     @property
     def targets(self) -> list[int]:
         """The label of every sample, in order."""
         return [s.label for s in self.samples]
+
+
+def cached_eval_inputs(
+    cache: DecodedImageCache, paths: Sequence[str], pre: PreprocessSpec
+) -> tuple[torch.Tensor | None, list[str | None]]:
+    """The eval inputs of ``paths`` from ``cache`` (which holds them), like
+    ``inference.predict.decode_images``: the readable ones stacked (None when none is), and per
+    path None or why it could not be decoded. Equal bit for bit to ``build_eval_transform(pre)``
+    on the decoded file."""
+    normalize = v2.Compose(
+        [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(pre.mean), list(pre.std))]
+    )
+    errors = [cache.failures.get(p) for p in paths]
+    rows = cache.rows([p for p, e in zip(paths, errors) if e is None])
+    crops = [torch.from_numpy(cache.eval_crop(int(r), pre.input_size)) for r in rows]
+    return (normalize(torch.stack(crops)) if crops else None), errors
+
+
+def holds(cache: DecodedImageCache | None, pre: PreprocessSpec) -> bool:
+    """Whether ``cache``'s squares are the ones ``pre``'s eval transform crops from."""
+    return cache is not None and cache.spec_matches(pre.resize_size, pre.interpolation)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import io
+import os
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,6 +35,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "MAX_ASPECT_RATIO",
     "ImageSource",
+    "check_size",
     "decode_image",
     "image_to_tensor",
     "is_image_file",
@@ -76,7 +78,7 @@ ImageSource = str | Path | bytes
 
 def is_image_file(path: str | Path) -> bool:
     """Return whether ``path`` has one of ``IMAGE_EXTENSIONS`` (the file is not opened)."""
-    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+    return os.path.splitext(os.fspath(path))[1].lower() in IMAGE_EXTENSIONS
 
 
 class _PillowLimitOff:
@@ -139,7 +141,7 @@ def decode_image(
         with _PILLOW_LIMIT_OFF:
             opened = Image.open(fp, formats=_FORMATS)
         with opened as image:
-            _check_size(image.size, name, max_pixels=max_pixels, resize_to=resize_to)
+            check_size(image.size, name, max_pixels=max_pixels, resize_to=resize_to)
             image.load()
             return _to_rgb(ImageOps.exif_transpose(image))
     except DataError:
@@ -163,7 +165,7 @@ def decode_image(
         ) from None
 
 
-def _check_size(
+def check_size(
     size: tuple[int, int], name: str, *, max_pixels: int, resize_to: int | None = None
 ) -> None:
     """Raise unless an image of ``size`` (width, height) may be decoded (see ``decode_image``).

@@ -71,7 +71,7 @@ OnProblem = Callable[[WalkProblem], None]
 
 def is_hidden(path: str | Path) -> bool:
     """Whether the walk skips ``path`` as hidden: its name starts with a dot."""
-    return Path(path).name.startswith(".")
+    return os.path.basename(os.fspath(path)).startswith(".")
 
 
 def not_file_reason(path: Path) -> str:
@@ -90,27 +90,59 @@ def not_file_reason(path: Path) -> str:
 
 @dataclass(frozen=True)
 class Listing:
-    """A folder's entries: the visible ones and the hidden files with image extensions."""
+    """A folder's entries: the visible ones and the hidden files with image extensions.
+
+    Attributes:
+        visible: The visible entries, sorted.
+        hidden_images: Hidden files with image extensions, sorted.
+        folders: The visible entries that are folders (links to folders too).
+        files: The visible entries that are regular files (links to them too).
+    """
 
     visible: list[Path]
     hidden_images: list[Path]
+    folders: frozenset[Path] = frozenset()
+    files: frozenset[Path] = frozenset()
 
 
 def list_folder(folder: Path) -> Listing:
     """List ``folder``: visible entries sorted; hidden image files (sorted) apart.
 
-    Hidden folders and hidden files without an image extension are left out.
+    Hidden folders and hidden files without an image extension are left out. Entry types come
+    from the listing itself (``os.scandir``), so only links are stat'ed.
 
     Raises:
         OSError: The folder cannot be listed.
     """
-    visible, hidden = [], []
-    for entry in folder.iterdir():
-        if not is_hidden(entry):
-            visible.append(entry)
-        elif is_image_file(entry) and not entry.is_dir():
-            hidden.append(entry)
-    return Listing(sorted(visible), sorted(hidden))
+    visible, hidden, folders, files = [], [], set(), set()
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            path = folder / entry.name
+            is_dir = _safe(entry.is_dir)
+            if not entry.name.startswith("."):
+                visible.append(path)
+                if is_dir:
+                    folders.add(path)
+                elif _safe(entry.is_file):
+                    files.add(path)
+            elif is_image_file(entry.name) and not is_dir:
+                hidden.append(path)
+    key = _name_order
+    return Listing(sorted(visible, key=key), sorted(hidden, key=key), frozenset(folders),
+                   frozenset(files))  # fmt: skip
+
+
+def _name_order(path: Path) -> str:
+    """Entries of one folder in ``Path`` order (case-folded where paths are, on Windows)."""
+    return os.path.normcase(path.name)
+
+
+def _safe(check: Callable[[], bool]) -> bool:
+    """``DirEntry.is_dir`` / ``is_file``, False where the entry cannot be stat'ed (as ``Path``)."""
+    try:
+        return check()
+    except OSError:
+        return False
 
 
 def list_visible(folder: Path) -> list[Path]:
@@ -218,14 +250,15 @@ def walk_images(folder: Path, *, on_problem: OnProblem, fence: Fence | None = No
             on_problem(WalkProblem(Skip.REVISIT, current))
             continue
         visited.add(real)
-        for entry in _entries(current, on_problem):
-            if entry.is_dir():
+        listing = _entries(current, on_problem)
+        for entry in listing.visible:
+            if entry in listing.folders:
                 problem = _folder_problem(entry, folder, fence)
                 if problem:
                     on_problem(problem)
                 else:
                     stack.append(entry)
-            elif not entry.is_file():
+            elif entry not in listing.files:
                 on_problem(WalkProblem(Skip.NOT_FILE, entry))
             elif is_image_file(entry):
                 images.append(entry)
@@ -247,8 +280,8 @@ def _folder_problem(entry: Path, walking: Path, fence: Fence | None) -> WalkProb
     return None
 
 
-def _entries(folder: Path, on_problem: OnProblem) -> list[Path]:
-    """Visible entries of ``folder`` after reporting its hidden image files (``Skip.HIDDEN``).
+def _entries(folder: Path, on_problem: OnProblem) -> Listing:
+    """The listing of ``folder`` after reporting its hidden image files (``Skip.HIDDEN``).
 
     A folder that cannot be listed has no entries; it is reported as ``Skip.UNLISTABLE``.
     """
@@ -259,6 +292,6 @@ def _entries(folder: Path, on_problem: OnProblem) -> list[Path]:
     else:
         for hidden in listing.hidden_images:
             on_problem(WalkProblem(Skip.HIDDEN, hidden))
-        return listing.visible
+        return listing
     on_problem(problem)  # outside the except block, so an error it raises chains nothing
-    return []
+    return Listing([], [])

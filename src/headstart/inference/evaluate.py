@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -14,6 +15,9 @@ from headstart.evaluation.metrics import summarize
 from headstart.evaluation.result import EvalResult
 from headstart.inference.predict import logits_for_files
 
+if TYPE_CHECKING:
+    from headstart.data.image_store import DecodedImageCache
+
 __all__ = ["evaluate_samples"]
 
 
@@ -23,6 +27,7 @@ def evaluate_samples(
     *,
     batch_size: int = INFERENCE_BATCH_SIZE,
     tta: str = "none",
+    images: DecodedImageCache | None = None,
 ) -> EvalResult:
     """Run the model over ``samples`` on its device and summarise the predictions.
 
@@ -34,6 +39,7 @@ def evaluate_samples(
         tta: Test-time augmentation (``none``, ``flip``, ``crops``; see
             :mod:`headstart.inference.predict`): the metrics, loss included, score the averaged
             probabilities, and the result's logits are their logarithm.
+        images: A decoded-image store entry holding the files (see ``logits_for_files``).
 
     Raises:
         DataError: There are no samples, or none of them could be read.
@@ -43,7 +49,7 @@ def evaluate_samples(
     labels = {s.path: s.label for s in samples}
     paths = [s.path for s in samples]
     good, logits, bad = logits_for_files(
-        loaded, paths, batch_size=batch_size, tta=tta, task="evaluating"
+        loaded, paths, batch_size=batch_size, tta=tta, task="evaluating", images=images
     )
     if not good:
         raise DataError(

@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import torch
 
@@ -31,6 +31,9 @@ from headstart.errors import ConfigError, DataError
 from headstart.preprocessing import PreprocessSpec
 from headstart.progress import report
 from headstart.speed.settings import prefers_channels_last
+
+if TYPE_CHECKING:
+    from headstart.data.image_store import DecodedImageCache
 
 __all__ = [
     "CROPS_FRACTION",
@@ -214,15 +217,32 @@ _Batch = tuple[list[str], torch.Tensor | None, list[tuple[str, str]]]
 
 
 def _batches(
-    paths: Sequence[str | Path], preprocessing: PreprocessSpec, batch_size: int
+    paths: Sequence[str],
+    preprocessing: PreprocessSpec,
+    batch_size: int,
+    *,
+    store: DecodedImageCache | None = None,
 ) -> Iterator[_Batch]:
-    """Yield (readable paths, their stacked images, [(unreadable path, reason)]) per batch."""
+    """Yield (readable paths, their stacked images, [(unreadable path, reason)]) per batch,
+    decoded, or cropped from ``store`` (which holds every path)."""
     for start in range(0, len(paths), batch_size):
-        chunk = [str(p) for p in paths[start : start + batch_size]]
-        images, errors = decode_images(chunk, preprocessing)
+        chunk = list(paths[start : start + batch_size])
+        if store is not None:
+            from headstart.data.image_cache import cached_eval_inputs
+
+            images, errors = cached_eval_inputs(store, chunk, preprocessing)
+        else:
+            images, errors = decode_images(chunk, preprocessing)
         good = [p for p, error in zip(chunk, errors) if error is None]
         bad = [(p, error) for p, error in zip(chunk, errors) if error is not None]
         yield good, images, bad
+
+
+def _stored(store: DecodedImageCache, preprocessing: PreprocessSpec, paths: list[str]) -> bool:
+    """Whether ``store`` holds every path's square at the size ``preprocessing`` crops from."""
+    from headstart.data.image_cache import holds
+
+    return holds(store, preprocessing) and store.holds(paths)
 
 
 def _prefetched(iterator: Iterator[T]) -> Iterator[T]:
@@ -244,6 +264,7 @@ def logits_for_files(
     batch_size: int = INFERENCE_BATCH_SIZE,
     tta: str = "none",
     task: str = "predicting",
+    images: DecodedImageCache | None = None,
 ) -> tuple[list[str], torch.Tensor, list[tuple[str, str]]]:
     """Raw model outputs for each readable file, run on the model's device.
 
@@ -253,6 +274,8 @@ def logits_for_files(
         tta: Test-time augmentation, one of ``TTA_MODES``; with one, the outputs are the log of
             the averaged probabilities (see the module).
         task: The name progress is reported under (:mod:`headstart.progress`).
+        images: A decoded-image store entry; when it holds every file at the model's resize
+            size, the inputs are cropped from it (the same numbers, no decoding).
 
     Returns:
         The readable paths, their logits (N, num_classes) on the CPU, and (path, reason) for the
@@ -266,10 +289,15 @@ def logits_for_files(
     outputs: list[torch.Tensor] = []
     bad_all: list[tuple[str, str]] = []
     size = loaded.preprocessing.input_size
-    for good, images, bad in _prefetched(_batches(paths, decode_as, batch_size)):
+    names = [str(p) for p in paths]
+    if images is not None and _stored(images, decode_as, names):
+        batches = _batches(names, decode_as, batch_size, store=images)
+    else:
+        batches = _prefetched(_batches(names, decode_as, batch_size))
+    for good, inputs, bad in batches:
         bad_all.extend(bad)
-        if images is not None:
-            outputs.append(tta_logits(runner, images, tta=tta, input_size=size))
+        if inputs is not None:
+            outputs.append(tta_logits(runner, inputs, tta=tta, input_size=size))
             good_all.extend(good)
         report(task, len(good_all) + len(bad_all), len(paths))
     logits = torch.cat(outputs) if outputs else torch.empty(0, len(loaded.classes))

@@ -17,6 +17,7 @@ from headstart.run_folder import RunFolder
 if TYPE_CHECKING:
     from headstart.artifact import LoadedModel
     from headstart.data.folders import DataSplits, Sample
+    from headstart.data.image_store import DecodedImageCache
     from headstart.evaluation.result import EvalResult
     from headstart.training.engine import TrainResult
 
@@ -88,9 +89,13 @@ def note_speed(
 
 
 def test_metrics(
-    loaded: LoadedModel, splits: DataSplits, batch_size: int
+    loaded: LoadedModel,
+    splits: DataSplits,
+    batch_size: int,
+    images: DecodedImageCache | None = None,
 ) -> tuple[dict[str, Any] | None, EvalResult | None]:
-    """Evaluate on the test split, else on the validation split.
+    """Evaluate on the test split, else on the validation split (cropped from ``images``, the
+    run's decoded-image store entry, when it holds them).
 
     Returns:
         The test metrics (None without a test split) and the evaluation the run's report shows.
@@ -100,7 +105,7 @@ def test_metrics(
     samples = splits.test or splits.val
     if not samples:
         return None, None
-    result = evaluate_samples(loaded, samples, batch_size=batch_size)
+    result = evaluate_samples(loaded, samples, batch_size=batch_size, images=images)
     if not splits.test:
         return None, result
     keys = ("acc", "macro_f1", "loss", "top5", "num_images")

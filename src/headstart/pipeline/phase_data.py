@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from headstart.config import AUTO, TrainConfig
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
     from torch.utils.data import Dataset
 
     from headstart.data.folders import DataSplits
+    from headstart.data.image_store import DecodedImageCache
     from headstart.preprocessing import PreprocessSpec
     from headstart.training.batches import PhaseBatches
     from headstart.training.strategies import Phase
@@ -28,7 +30,9 @@ class PhaseData:
 
     With the cache on, a phase that trains the head only trains on cached features (the frozen
     body runs once per image); other phases train on decoded, augmented images, read from the
-    decoded-image cache when it is on.
+    decoded-image cache when it is on. ``decoded`` is the store entry the audit filled (None: it
+    is opened or built here when first needed). Whatever does not fit the cache budget is
+    decoded as it is read, with a note.
     """
 
     def __init__(
@@ -40,9 +44,16 @@ class PhaseData:
         spec: BackboneSpec,
         pre: PreprocessSpec,
         notes: Notes,
+        decoded: str | None = None,
     ) -> None:
+        from headstart.files import cache_budget
+
         self.fabric, self.config, self.splits = fabric, config, splits
         self.model, self.spec, self.pre, self.notes = model, spec, pre, notes
+        self.budget = cache_budget(config.cache_budget)
+        self._decoded_folder = decoded
+        self._decoded: DecodedImageCache | None = None
+        self._decoded_looked = False
         self._images: PhaseBatches | None = None
 
     @property
@@ -58,10 +69,38 @@ class PhaseData:
         return loader_workers(self.config.num_workers, self.fabric)
 
     def on_features(self, phase: Phase) -> bool:
-        """Whether ``phase`` trains on cached features."""
-        return self.config.cache and phase.trainable_stages == 0
+        """Whether ``phase`` trains on cached features (they must fit the cache budget)."""
+        return self.config.cache and phase.trainable_stages == 0 and self._features_fit()
+
+    def _features_fit(self) -> bool:
+        count = len(self.splits.train) + len(self.splits.val)
+        return count * self.spec.num_features * 4 <= self.budget
+
+    def decoded_images(self, *, build: bool = True) -> DecodedImageCache | None:
+        """The decoded-image store entry of the run's files (opened or built once); None without
+        the cache, or when the squares would not fit the cache budget. ``build=False``: only
+        the entry the audit filled, if any."""
+        from headstart.data.image_cache import build_decoded_cache, holds
+        from headstart.data.image_store import DecodedImageCache
+
+        if not self.config.cache or self._decoded_looked:
+            return self._decoded
+        if self._decoded_folder is not None and self._decoded is None:
+            self._decoded = DecodedImageCache(Path(self._decoded_folder))
+        if not build:
+            return self._decoded
+        self._decoded_looked = True
+        if not holds(self._decoded, self.pre):  # resumed, or the audit could not fill one
+            samples = [*self.splits.train, *self.splits.val, *self.splits.test]
+            self._decoded = rank_zero_first(self.fabric, lambda: build_decoded_cache(
+                samples, self.pre, budget_bytes=self.budget))  # fmt: skip
+        if self._decoded is None:
+            self.notes.add(over_budget("decoded images", self.budget, self.config.cache_budget))
+        return self._decoded
 
     def __call__(self, phase: Phase) -> PhaseBatches:
+        if self.config.cache and phase.trainable_stages == 0 and not self._features_fit():
+            self.notes.add(over_budget("features", self.budget, self.config.cache_budget))
         if self.on_features(phase):
             return self._features(phase)
         if self._images is None:
@@ -75,13 +114,14 @@ class PhaseData:
 
         config, splits, pre = self.config, self.splits, self.pre
         augment = {"hflip": config.hflip is not False, "random_erasing": config.random_erasing}
-        if config.cache:  # decode and resize each image once; epochs read uint8 from disk
+        decoded = self.decoded_images()  # each image decoded once; epochs read uint8 from disk
+        if decoded is not None:
             from headstart.data.image_cache import CachedImageDataset
 
-            train: Dataset = rank_zero_first(self.fabric, lambda: CachedImageDataset(
-                splits.train, pre, config.augment.value, **augment))  # fmt: skip
-            val: Dataset = rank_zero_first(self.fabric, lambda: CachedImageDataset(
-                splits.val, pre, None))  # fmt: skip
+            train: Dataset = CachedImageDataset(
+                splits.train, pre, config.augment.value, decoded, **augment
+            )
+            val: Dataset = CachedImageDataset(splits.val, pre, None, decoded)
         else:
             transform = build_train_transform(pre, config.augment.value, **augment)
             train = ImageDataset(splits.train, transform)
@@ -104,7 +144,8 @@ class PhaseData:
         )
         common: dict[str, Any] = {
             "batch_size": max(config.batch_size, 64), "settings": settings,
-            "num_workers": self.workers,
+            "num_workers": self.workers, "budget_bytes": self.budget,
+            "images": self.decoded_images(build=False),
         }  # fmt: skip
         train = rank_zero_first(
             fabric, lambda: extract_features(model, self.spec, splits.train, self.pre, **common)
@@ -124,6 +165,15 @@ class PhaseData:
             self.fabric, model, self.spec, train, val, batch_size=self.batch_size,
             seed=config.seed, sampler=config.sampler,
         )  # fmt: skip
+
+
+def over_budget(what: str, budget: int, setting: str | None) -> str:
+    """The note for data that the cache budget cannot hold."""
+    told = setting if setting is not None else f"{budget / 1e9:.1f} GB"
+    return (
+        f"the {what} do not fit the cache budget ({told}); they are decoded as they are read "
+        "(slower epochs): raise --cache-budget (or HEADSTART_CACHE_BUDGET) to cache them"
+    )
 
 
 def loader_workers(setting: int | str, fabric: Fabric) -> int:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from headstart.config import AUTO, TrainConfig
 from headstart.errors import CheckpointError, ConfigError
+from headstart.files import cache_budget
 from headstart.pipeline.auto_lr import resolve_auto_lr
 from headstart.pipeline.finish import (
     model_meta,
@@ -93,6 +94,7 @@ def train_run(
         )
     fabric = fabric_for(config)  # an accelerator this machine lacks fails before any work
     notes = Notes(CallbackList(callbacks if fabric.is_global_zero else ()))
+    cache_budget(config.cache_budget)  # so does a --cache-budget that is not a size
     check_trackers(config)
     if splits is None:
         splits = load_splits(
@@ -100,10 +102,11 @@ def train_run(
             seed=config.seed,
         )  # fmt: skip
     _refuse_out_in_data(config.out, splits)
-    scanned = splits  # a name the lambda sees as it is here (splits changes below)
-    report = from_rank_zero(fabric, lambda: _audit(scanned, config, notes))  # decoded once
-    splits = report.clean_splits()
     model, spec = create_model(config, num_classes=len(splits.classes))
+    scanned = splits  # a name the lambda sees as it is here (splits changes below)
+    pre = spec.preprocessing.with_size(config.image_size)
+    report = from_rank_zero(fabric, lambda: _audit(scanned, config, notes, pre))  # read once
+    splits = report.clean_splits()
     deadline = 0.0
     if config.budget is not None:
         from headstart.pipeline.planning import apply_budget
@@ -117,7 +120,7 @@ def train_run(
     with ExitStack() as trackers:  # open until the report is written
         return _train_and_save(
             fabric, config, splits, model, spec, run, notes, callbacks, resume=False,
-            started=started, deadline=deadline, trackers=trackers,
+            started=started, deadline=deadline, trackers=trackers, decoded=report.decoded,
         )  # fmt: skip
 
 
@@ -193,11 +196,17 @@ def _refuse_out_in_data(out: str, splits: DataSplits) -> None:
         refuse_inside(out, root)
 
 
-def _audit(splits: DataSplits, config: TrainConfig, notes: Notes) -> AuditReport:
-    """Decode every image once (read-only); refuse unusable data, note skipped files."""
+def _audit(
+    splits: DataSplits, config: TrainConfig, notes: Notes, pre: PreprocessSpec
+) -> AuditReport:
+    """Read every image once (read-only): refuse unusable data, note skipped files; with the
+    cache on, fill the decoded-image store in the same read (unless ``--budget`` may change
+    the image size)."""
     from headstart.data.audit import audit_splits
+    from headstart.data.image_store import SquareSpec
 
-    report = audit_splits(splits)
+    squares = SquareSpec.of(pre) if config.cache and config.budget is None else None
+    report = audit_splits(splits, squares=squares, budget_bytes=cache_budget(config.cache_budget))
     report.raise_if_unusable(config.max_bad_fraction)
     if report.num_bad_samples:
         notes.add(
@@ -254,15 +263,15 @@ def _train_and_save(
     started: float,
     deadline: float = 0.0,
     trackers: ExitStack,
+    decoded: str | None = None,
 ) -> RunResult:
-    from headstart.artifact import LoadedModel, save_model_dir
     from headstart.speed.allocator import keep_freed_memory
     from headstart.training.engine import train_phases
 
     classes = tuple(splits.classes)
     pre = spec.preprocessing.with_size(config.image_size)
     model = _sync_batchnorm(fabric, config, model, notes)
-    data = PhaseData(fabric, config, splits, model, spec, pre, notes)
+    data = PhaseData(fabric, config, splits, model, spec, pre, notes, decoded)
     if config.lr == AUTO:
         config = resolve_auto_lr(config, data, run, notes)
     notes.add(describe_recipe(config, spec))
@@ -285,14 +294,7 @@ def _train_and_save(
         return _run_result(run, classes, result, best, None, model, pre, spec, notes)
     _note_outcome(result, [p.name for p in result.phases if not data.on_features(p)], config,
                   run, notes)  # fmt: skip
-    loaded = LoadedModel(model=model, classes=classes, preprocessing=pre, name=spec.name)
-    tested, evaluated = test_metrics(loaded, splits, config.batch_size)
-    save_model_dir(
-        run.model_dir, model, spec=spec, classes=classes, preprocessing=pre,
-        extra=model_meta(config, splits, result, best, tested, processes=fabric.world_size),
-    )  # fmt: skip
-    write_run_report(run, evaluated, splits)
-    _slim_checkpoints(run)
+    tested, evaluated = _test_and_save(fabric, config, splits, data, result, best, run)
     if config.budget is not None and not resume:
         note_budget(config.budget, started, notes)
     CallbackList(listeners).on_run_end(RunEnd(
@@ -300,6 +302,33 @@ def _train_and_save(
         None if evaluated is None else run.report_dir,
     ))  # fmt: skip
     return _run_result(run, classes, result, best, tested, model, pre, spec, notes)
+
+
+def _test_and_save(
+    fabric: Fabric,
+    config: TrainConfig,
+    splits: DataSplits,
+    data: PhaseData,
+    result: TrainResult,
+    best: dict[str, Any],
+    run: RunFolder,
+) -> tuple[dict[str, Any] | None, Any]:
+    """Rank 0's end of a run: test the best weights, save the model folder and the report, slim
+    the checkpoints; returns the test metrics and the evaluation the report shows."""
+    from headstart.artifact import LoadedModel, save_model_dir
+
+    model, spec, pre, classes = result.model, data.spec, data.pre, tuple(splits.classes)
+    loaded = LoadedModel(model=model, classes=classes, preprocessing=pre, name=spec.name)
+    tested, evaluated = test_metrics(
+        loaded, splits, config.batch_size, data.decoded_images(build=False)
+    )
+    save_model_dir(
+        run.model_dir, model, spec=spec, classes=classes, preprocessing=pre,
+        extra=model_meta(config, splits, result, best, tested, processes=fabric.world_size),
+    )  # fmt: skip
+    write_run_report(run, evaluated, splits)
+    _slim_checkpoints(run)
+    return tested, evaluated
 
 
 def _run_result(

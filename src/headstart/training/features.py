@@ -28,7 +28,6 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from headstart.data.cache_store import (
-    DEFAULT_BUDGET_BYTES,
     enforce_budget,
     read_entry,
     samples_digest,
@@ -36,9 +35,11 @@ from headstart.data.cache_store import (
 )
 from headstart.data.datasets import ImageDataset
 from headstart.data.folders import Sample
+from headstart.data.image_cache import CachedImageDataset, holds
+from headstart.data.image_store import DecodedImageCache
 from headstart.data.transforms import build_eval_transform
 from headstart.errors import ConfigError
-from headstart.files import cache_dir
+from headstart.files import cache_budget, cache_dir
 from headstart.preprocessing import PreprocessSpec
 from headstart.progress import report
 from headstart.speed.settings import SpeedSettings, prefers_channels_last
@@ -163,7 +164,8 @@ def extract_features(
     settings: SpeedSettings | None = None,
     num_workers: int = 0,
     root: Path | None = None,
-    budget_bytes: int = DEFAULT_BUDGET_BYTES,
+    budget_bytes: int | None = None,
+    images: DecodedImageCache | None = None,
 ) -> FeatureSet:
     """Features of ``samples`` from the cache, or by running the frozen body once per image.
 
@@ -177,7 +179,10 @@ def extract_features(
         settings: Speed settings for the body (default float32, channels-last for conv nets).
         num_workers: DataLoader workers for decoding.
         root: Folder of entries (default ``cache_dir()/features``).
-        budget_bytes: Older entries beyond this total size are deleted.
+        budget_bytes: Older entries beyond this total size are deleted (default
+            ``files.cache_budget()``).
+        images: A decoded-image store entry; when it holds every sample at ``pre``'s resize
+            size, the body's inputs are cropped from it (the same numbers, no decoding).
     """
     if dtype not in FEATURE_DTYPES:
         raise ConfigError(f"feature dtype {dtype!r} is not known; use float32 or float16.")
@@ -200,11 +205,13 @@ def extract_features(
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     shape = (len(samples), spec.num_features)
-    enforce_budget(root, max(0, budget_bytes - int(np.prod(shape)) * 4), keep=folder)
+    needed = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    budget = cache_budget() if budget_bytes is None else budget_bytes
+    enforce_budget(root, max(0, budget - needed), keep=folder)
     feats = np.lib.format.open_memmap(folder / "features.npy", "w+", np.dtype(dtype), shape)
     failures = _run_body(
-        model, spec, samples, pre, feats, batch_size=batch_size, settings=settings,
-        num_workers=num_workers,
+        model, spec, _inputs(samples, pre, images), feats, batch_size=batch_size,
+        settings=settings, num_workers=num_workers,
     )  # fmt: skip
     feats.flush()
     del feats
@@ -217,11 +224,19 @@ def extract_features(
     return FeatureSet(feats, labels, folder, False, elapsed, failures)
 
 
+def _inputs(
+    samples: Sequence[Sample], pre: PreprocessSpec, images: DecodedImageCache | None
+) -> ImageDataset | CachedImageDataset:
+    """The body's eval inputs: cropped from ``images`` when it holds them all, else decoded."""
+    if holds(images, pre) and images is not None and images.holds([s.path for s in samples]):
+        return CachedImageDataset(samples, pre, None, images)
+    return ImageDataset(samples, build_eval_transform(pre))
+
+
 def _run_body(
     model: nn.Module,
     spec: BackboneSpec,
-    samples: Sequence[Sample],
-    pre: PreprocessSpec,
+    dataset: ImageDataset | CachedImageDataset,
     out: np.ndarray,
     *,
     batch_size: int,
@@ -229,7 +244,6 @@ def _run_body(
     num_workers: int,
 ) -> dict[str, str]:
     """Fill ``out`` (N, D) with the headless body's outputs; return the unreadable images."""
-    dataset = ImageDataset(samples, build_eval_transform(pre))
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
     device = next(model.parameters()).device
     was_training = model.training

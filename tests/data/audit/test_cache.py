@@ -10,24 +10,23 @@ from types import ModuleType
 
 import pytest
 
-from headstart.data.audit import audit_folder, audit_splits
-from headstart.data.audit import inspect as inspection
+from headstart.data.audit import audit_folder, audit_splits, read_pass
 from headstart.data.folders import load_splits
 from tests.conftest import make_image_folder
 
 
 @pytest.fixture
 def count_inspections(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
-    """An own audit cache folder, and the list of paths ``inspect_file`` reads (in any order)."""
+    """An own audit cache folder, and the list of paths ``read_file`` reads (in any order)."""
     monkeypatch.setenv("HEADSTART_CACHE", str(tmp_path / "cache"))
     calls: list[str] = []
-    real = inspection.inspect_file
+    real = read_pass.read_file
 
-    def counting(path: str | Path, **kwargs: int) -> inspection.FileInspection:
+    def counting(path: str, **kwargs: object) -> object:
         calls.append(str(path))
-        return real(path, **kwargs)
+        return real(path, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(inspection, "inspect_file", counting)
+    monkeypatch.setattr(read_pass, "read_file", counting)
     return calls
 
 

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from headstart.data.audit import audit_folder, inspect_file
-from headstart.data.audit.inspect import inspect_files
+from headstart.data.audit.read_pass import inspect_files
 from tests.conftest import make_image_folder
 
 

@@ -16,16 +16,21 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 
 from headstart.data.audit.cache import inspect_files_cached
-from headstart.data.audit.inspect import DEFAULT_MIN_SIZE, inspect_files
+from headstart.data.audit.inspect import DEFAULT_MIN_SIZE
+from headstart.data.audit.read_pass import read_files
 from headstart.data.audit.report import SPLIT_NAMES, AuditReport, BadFile, Leak
 from headstart.data.audit.tree import TreeAudit, audit_tree
+from headstart.data.cache_store import DEFAULT_BUDGET_BYTES
 from headstart.data.folders import DataSplits, Sample, load_splits
+from headstart.data.image_store import DecodedImageCache, SquareSpec, StoreWriter, open_store
 from headstart.data.images import DEFAULT_MAX_PIXELS
 from headstart.data.walk import is_hidden
 from headstart.errors import DataError
+from headstart.files import cache_dir
 
 __all__ = ["DEFAULT_IMBALANCE_RATIO", "audit_folder", "audit_splits"]
 
@@ -44,6 +49,9 @@ def audit_splits(
     workers: int | None = None,
     tree: TreeAudit | None = None,
     use_cache: bool = True,
+    squares: SquareSpec | None = None,
+    store_root: Path | None = None,
+    budget_bytes: int = DEFAULT_BUDGET_BYTES,
 ) -> AuditReport:
     """Decode every sample of ``splits`` and report bad files, duplicates, leaks and imbalance.
 
@@ -52,11 +60,16 @@ def audit_splits(
         max_pixels: Larger images are rejected from the header as possible decompression bombs.
         min_size: Images with a side shorter than this (pixels) are rejected.
         imbalance_ratio: Warn when the largest training class is this many times the smallest.
-        workers: Decoding threads (default: the number of CPUs, at most 16).
+        workers: Decoding processes (default: the number of CPUs, at most 16).
         tree: An ``audit_tree`` of the data folder; walked here when omitted and the splits come
             from a folder.
         use_cache: Reuse the results of files unchanged since the last audit (see
             ``inspect_files_cached``); False reads every file and leaves the cache alone.
+        squares: Also fill the decoded-image store with every file's square (from the same read
+            of each file), unless a complete entry exists; ``report.decoded`` names the entry,
+            None if it would not fit ``budget_bytes``.
+        store_root: Folder of store entries (default ``cache_dir()/images``).
+        budget_bytes: The cache budget (see ``cache_store.enforce_budget``).
     """
     start = time.perf_counter()
     root = str(splits.origin.get("root", ""))
@@ -64,14 +77,20 @@ def audit_splits(
         tree = audit_tree(root)
     tree = tree or TreeAudit()
     paths = sorted({s.path for name in SPLIT_NAMES for s in getattr(splits, name)})
+    opened, writer = _store_for(paths, squares, store_root, budget_bytes, max_pixels)
     if use_cache:
         inspections = inspect_files_cached(
-            paths, root=root, max_pixels=max_pixels, min_size=min_size, workers=workers
-        )
+            paths, root=root, max_pixels=max_pixels, min_size=min_size, workers=workers,
+            store=writer,
+        )  # fmt: skip
     else:
-        inspections = inspect_files(
-            paths, max_pixels=max_pixels, min_size=min_size, workers=workers
-        )
+        read = read_files(
+            paths, max_pixels=max_pixels, min_size=min_size, audit=[True] * len(paths),
+            store=writer, workers=workers,
+        )  # fmt: skip
+        inspections = [i for i in read if i is not None]
+    if writer is not None:
+        opened = writer.finish()
     report = AuditReport(
         root=root,
         splits=splits,
@@ -88,10 +107,30 @@ def audit_splits(
     report.duplicates, report.leaks = _duplicates_and_leaks(splits, digests)
     report.warnings = _warnings(report, imbalance_ratio)
     report.seconds = time.perf_counter() - start
+    report.decoded = None if opened is None else str(opened.folder)
     log.info(
         "audited %d images in %.2fs: %d bad", len(paths), report.seconds, report.num_bad_samples
     )
     return report
+
+
+def _store_for(
+    paths: list[str],
+    squares: SquareSpec | None,
+    root: Path | None,
+    budget_bytes: int,
+    max_pixels: int,
+) -> tuple[DecodedImageCache | None, StoreWriter | None]:
+    """The complete store entry of ``paths``, or a writer for a new one (neither when no squares
+    are asked for, or they would not fit the budget)."""
+    if squares is None:
+        return None, None
+    squares = replace(squares, max_pixels=max_pixels)
+    root = root if root is not None else cache_dir() / "images"
+    opened = open_store(root, paths, squares)
+    if opened is not None:
+        return opened, None
+    return None, StoreWriter.create(root, paths, squares, budget_bytes)
 
 
 def _merge_bad(*groups: Iterable[BadFile]) -> list[BadFile]:

@@ -22,8 +22,10 @@ from typing import Any
 
 from PIL import __version__ as _PILLOW_VERSION
 
-from headstart.data.audit.inspect import FileInspection, inspect_files
+from headstart.data.audit.inspect import FileInspection
+from headstart.data.audit.read_pass import read_files
 from headstart.data.audit.report import SAMPLE_KINDS, BadFile
+from headstart.data.image_store import StoreWriter
 from headstart.data.written import mark_cache_root
 from headstart.files import atomic_write, cache_dir
 
@@ -58,9 +60,16 @@ def _stat_signature(path: str) -> Signature | None:
 
 
 def inspect_files_cached(
-    paths: Sequence[str], *, root: str, max_pixels: int, min_size: int, workers: int | None = None
+    paths: Sequence[str],
+    *,
+    root: str,
+    max_pixels: int,
+    min_size: int,
+    workers: int | None = None,
+    store: StoreWriter | None = None,
 ) -> list[FileInspection]:
-    """``inspect_files``, reusing the results of files unchanged since the last audit of ``root``.
+    """``read_pass.inspect_files``, reusing the results of files unchanged since the last audit of
+    ``root``; with ``store`` (whose rows are ``paths``), every file is read into it as well.
 
     The results of the files that could be read are then saved for the next audit. A missing or
     corrupt cache file only means that every file is inspected again.
@@ -75,8 +84,11 @@ def inspect_files_cached(
         if hit is not None:
             found[path] = hit
     misses = [p for p in paths if p not in found]
-    inspected = inspect_files(misses, max_pixels=max_pixels, min_size=min_size, workers=workers)
-    found.update(zip(misses, inspected, strict=True))
+    read = read_files(
+        paths, max_pixels=max_pixels, min_size=min_size, audit=[p not in found for p in paths],
+        store=store, workers=workers, task="audit" if store is None else "reading images",
+    )  # fmt: skip
+    found.update((p, i) for p, i in zip(paths, read, strict=True) if i is not None)
     log.info("audit cache: %d of %d files unchanged", len(paths) - len(misses), len(paths))
     entries = {
         os.path.abspath(path): _cache_entry(signature, found[path])

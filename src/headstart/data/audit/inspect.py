@@ -4,8 +4,8 @@ A decode failure is classified by sniffing the content's first bytes: zero-byte 
 with image extensions (text, HTML, random bytes), unsupported formats (HEIC, SVG, PDF, ...),
 truncated or corrupt images, decompression bombs (rejected from the header), images too thin or
 too wide (an extreme aspect ratio, rejected from the header) and images too small to use. Files
-are decoded with ``decode_image`` (the one decoder); ``inspect_files`` decodes in a thread pool,
-as Pillow releases the GIL while decoding. Files are only read.
+are decoded with ``decode_image`` (the one decoder), and only read. ``read_file`` reads a file once
+for the audit and the decoded-image store together (``read_pass`` runs it in worker processes).
 """
 
 from __future__ import annotations
@@ -13,22 +13,23 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from headstart.data.audit.report import BadFile
-from headstart.data.images import DEFAULT_MAX_PIXELS, decode_image
+from headstart.data.image_store import SquareSpec, square_of
+from headstart.data.images import DEFAULT_MAX_PIXELS, check_size, decode_image
 from headstart.errors import DataError
-from headstart.progress import report
 
 __all__ = [
     "DEFAULT_MIN_SIZE",
     "FileInspection",
     "bad_from_os_error",
+    "Square",
     "inspect_file",
-    "inspect_files",
+    "read_file",
 ]
 
 DEFAULT_MIN_SIZE = 8
@@ -68,30 +69,65 @@ def inspect_file(
     path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS, min_size: int = DEFAULT_MIN_SIZE
 ) -> FileInspection:
     """Read and fully decode one file (read-only) and say whether it is a usable image."""
-    name = str(path)
+    inspection, _ = read_file(str(path), max_pixels=max_pixels, min_size=min_size)
+    assert inspection is not None
+    return inspection
+
+
+Square = tuple[np.ndarray, tuple[int, ...]]
+"""A decoded file's uint8 (3, S, S) square and its geometry (``image_store.square_of``)."""
+
+
+def read_file(
+    path: str,
+    *,
+    max_pixels: int,
+    min_size: int,
+    audit: bool = True,
+    square: SquareSpec | None = None,
+) -> tuple[FileInspection | None, Square | str | None]:
+    """Read ``path`` once: inspect it for the audit and/or make its square for the image store.
+
+    Returns:
+        The inspection (None unless ``audit``), and the square, or why the file has none (None
+        without ``square``).
+    """
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
-        return FileInspection(name, None, bad_from_os_error(name, exc))
-    digest = hashlib.sha256(data).hexdigest()
-    if not data:
-        return FileInspection(
-            name, digest, BadFile(name, "zero-byte file; remove it.", "empty_file")
-        )
+        bad = bad_from_os_error(path, exc)
+        return (FileInspection(path, None, bad) if audit else None), f"{path}: {bad.reason}"
+    digest = hashlib.sha256(data).hexdigest() if audit else None
     try:
         image = decode_image(data, max_pixels=max_pixels)
     except DataError as exc:
         message = str(exc).removeprefix("cannot read image <bytes>: ")
-        kind, reason = _classify(data, message)
-        return FileInspection(name, digest, BadFile(name, reason, kind))
-    width, height = image.size
-    if min(width, height) < min_size:
-        reason = (
-            f"{width}x{height} pixels is smaller than {min_size} px on a side; remove it or "
-            "lower --min-size."
-        )
-        return FileInspection(name, digest, BadFile(name, reason, "too_small"))
-    return FileInspection(name, digest, None)
+        inspection = None
+        if audit:
+            kind, reason = ("empty_file", "zero-byte file; remove it.") if not data else (
+                _classify(data, message)
+            )
+            inspection = FileInspection(path, digest, BadFile(path, reason, kind))
+        return inspection, f"cannot read image {path}: {message}"
+    inspection = FileInspection(path, digest, _too_small(path, image.size, min_size))
+    if square is None:
+        return (inspection if audit else None), None
+    try:
+        check_size(image.size, path, max_pixels=max_pixels, resize_to=square.size)
+    except DataError as exc:
+        return (inspection if audit else None), str(exc)
+    return (inspection if audit else None), square_of(image, square)
+
+
+def _too_small(path: str, size: tuple[int, int], min_size: int) -> BadFile | None:
+    width, height = size
+    if min(width, height) >= min_size:
+        return None
+    reason = (
+        f"{width}x{height} pixels is smaller than {min_size} px on a side; remove it or "
+        "lower --min-size."
+    )
+    return BadFile(path, reason, "too_small")
 
 
 def bad_from_os_error(name: str, exc: OSError) -> BadFile:
@@ -158,24 +194,3 @@ def _describe_content(head: bytes) -> str:
     if decoded and all(c.isprintable() or c.isspace() for c in decoded):
         return "a text file"
     return f"unknown content (starts with {head[:8].hex()})"
-
-
-def inspect_files(
-    paths: Sequence[str], *, max_pixels: int, min_size: int, workers: int | None = None
-) -> list[FileInspection]:
-    """``inspect_file`` on every path, in a thread pool of ``workers`` threads (default: CPUs);
-    progress is reported as ``"audit"``."""
-    workers = workers or min(16, os.cpu_count() or 1)
-    found: list[FileInspection] = []
-    if workers <= 1 or len(paths) < 2:
-        for path in paths:
-            found.append(inspect_file(path, max_pixels=max_pixels, min_size=min_size))
-            report("audit", len(found), len(paths))
-        return found
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="audit") as pool:
-        for inspection in pool.map(
-            lambda p: inspect_file(p, max_pixels=max_pixels, min_size=min_size), paths
-        ):
-            found.append(inspection)
-            report("audit", len(found), len(paths))
-    return found

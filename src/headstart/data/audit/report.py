@@ -89,6 +89,8 @@ class AuditReport:
         fatal: Why the data cannot be trained on at all, or None.
         settings: The audit's settings (max_pixels, min_size, imbalance_ratio).
         seconds: Time the audit took.
+        decoded: The decoded-image store entry of every file, when the audit was asked to fill
+            one (``audit_splits(squares=...)``) and it fits the cache budget; not in ``to_dict``.
     """
 
     root: str
@@ -102,6 +104,7 @@ class AuditReport:
     fatal: str | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    decoded: str | None = None
 
     @property
     def num_samples(self) -> int:

@@ -1,0 +1,178 @@
+"""One read of many files, in worker processes: the audit's inspections and the store's squares.
+
+Each file is read once (``inspect.read_file``): hashed and fully decoded for the audit, and, when an
+image store is being filled, resized and cropped into its square, which the worker writes straight
+into the store's memory-mapped file. Decoding, resizing and hashing hold the GIL long enough that
+threads only contend; forked processes scale with the CPUs (6,000 Fashion-MNIST files on 2 CPUs:
+0.6 s in two processes against 1.8 s in two threads). Processes are forked, where the platform
+forks safely (Linux); elsewhere, and for a few files, the files are read in this process. The
+workers import nothing new and touch neither torch nor logging.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from multiprocessing import get_context
+from typing import Any
+
+import numpy as np
+
+from headstart.data.audit.inspect import FileInspection, read_file
+from headstart.data.image_store import SquareSpec, StoreWriter
+from headstart.errors import DataError
+from headstart.progress import report
+
+__all__ = ["default_workers", "inspect_files", "read_files"]
+
+_MIN_FILES_PER_PROCESS = 32
+"""Fewer files than this per process are read here: forking would cost more than it saves."""
+
+Job = tuple[int, str, bool]  # row, path, whether the audit inspects it
+Done = tuple[int, FileInspection | None, tuple[int, ...] | None, str | None]
+
+_state: dict[str, Any] = {}  # the worker's settings and open store (set by _start_worker)
+
+
+def default_workers() -> int:
+    """The CPUs this process may use, at most 16."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        cpus = os.cpu_count() or 1
+    return max(1, min(16, cpus))
+
+
+def inspect_files(
+    paths: Sequence[str], *, max_pixels: int, min_size: int, workers: int | None = None
+) -> list[FileInspection]:
+    """``inspect.inspect_file`` on every path (see ``read_files``); progress is ``"audit"``."""
+    found = read_files(
+        paths, max_pixels=max_pixels, min_size=min_size, audit=[True] * len(paths),
+        workers=workers,
+    )  # fmt: skip
+    return [f for f in found if f is not None]
+
+
+def read_files(
+    paths: Sequence[str],
+    *,
+    max_pixels: int,
+    min_size: int,
+    audit: Sequence[bool],
+    store: StoreWriter | None = None,
+    workers: int | None = None,
+    task: str = "audit",
+) -> list[FileInspection | None]:
+    """Read each of ``paths`` that the audit inspects or ``store`` needs, once.
+
+    Args:
+        paths: The files; with ``store``, in its row order (``store.paths``).
+        max_pixels: See ``images.decode_image``.
+        min_size: See ``inspect.read_file``.
+        audit: Per path, whether to inspect it (others get None).
+        store: A new store entry whose every row is filled here (geometry and failures too).
+        workers: Processes (default ``default_workers()``).
+        task: The name progress is reported under.
+
+    Returns:
+        Per path, its inspection, or None where ``audit`` said no.
+
+    Raises:
+        DataError: A worker process died (a decoder crash on a malformed file).
+    """
+    jobs = [(i, p, bool(a)) for i, (p, a) in enumerate(zip(paths, audit, strict=True))]
+    jobs = [job for job in jobs if job[2] or store is not None]
+    found: list[FileInspection | None] = [None] * len(paths)
+    settings = {"max_pixels": max_pixels, "min_size": min_size}
+    square = None if store is None else store.spec
+    pixels = None if store is None else str(store.pixels_file)
+    workers = workers or default_workers()
+    if workers < 2 or len(jobs) < 2 * _MIN_FILES_PER_PROCESS or not _forks_safely():
+        _start_worker(settings, square, pixels)
+        try:
+            for done, job in enumerate(jobs, 1):
+                _keep(_read_chunk([job]), found, store)
+                report(task, done, len(jobs))
+        finally:
+            if _state["pixels"] is not None:
+                os.close(_state["pixels"][0])
+            _state.clear()
+        return found
+    workers = min(workers, len(jobs) // _MIN_FILES_PER_PROCESS)
+    size = max(8, min(256, len(jobs) // (workers * 8)))
+    chunks = [jobs[i : i + size] for i in range(0, len(jobs), size)]
+    with warnings.catch_warnings():  # Python 3.12+ warns of fork() in threaded processes; the
+        warnings.simplefilter("ignore", DeprecationWarning)  # workers run no thread's code
+        pool = ProcessPoolExecutor(
+            workers, mp_context=get_context("fork"), initializer=_start_worker,
+            initargs=(settings, square, pixels),
+        )  # fmt: skip
+    with pool:
+        pending = {pool.submit(_read_chunk, chunk) for chunk in chunks}
+        done = 0
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                try:
+                    results = future.result()
+                except BrokenProcessPool:
+                    raise DataError(
+                        "a worker process died while decoding images (a decoder crash on a "
+                        "malformed file?); run 'headstart check' on the data folder to find it."
+                    ) from None
+                _keep(results, found, store)
+                done += len(results)
+                report(task, done, len(jobs))
+    return found
+
+
+def _forks_safely() -> bool:
+    """Linux forks a process with torch's threads safely enough (DataLoader does); macOS does
+    not (its frameworks), and Windows cannot fork."""
+    return sys.platform.startswith("linux")
+
+
+def _keep(
+    results: list[Done], found: list[FileInspection | None], store: StoreWriter | None
+) -> None:
+    for row, inspection, geometry, failure in results:
+        found[row] = inspection
+        if store is None:
+            continue
+        if geometry is not None:
+            store.geometry[row] = geometry
+        else:
+            store.failures[store.paths[row]] = failure or "cannot read image"
+
+
+def _start_worker(settings: dict[str, int], square: SquareSpec | None, pixels: str | None) -> None:
+    _state.update(settings, square=square, pixels=None)
+    if pixels is not None:  # rows are written with pwrite: no page fault per 4 KiB of a square
+        offset = np.load(pixels, mmap_mode="r").offset
+        _state["pixels"] = (os.open(pixels, os.O_WRONLY), offset)
+
+
+def _read_chunk(jobs: list[Job]) -> list[Done]:
+    """Read each job's file; write its square into the store's row; return what the parent keeps."""
+    square, pixels = _state["square"], _state["pixels"]
+    results: list[Done] = []
+    for row, path, audit in jobs:
+        inspection, made = read_file(
+            path, max_pixels=_state["max_pixels"], min_size=_state["min_size"], audit=audit,
+            square=square,
+        )  # fmt: skip
+        geometry, failure = None, None
+        if isinstance(made, tuple):
+            fd, offset = pixels
+            data = made[0].tobytes()  # C order, the row's layout in the file
+            os.pwrite(fd, data, offset + row * len(data))
+            geometry = made[1]
+        elif isinstance(made, str):
+            failure = made
+        results.append((row, inspection, geometry, failure))
+    return results

@@ -83,3 +83,14 @@ def test_an_unfinished_entry_is_not_opened(tmp_path: Path) -> None:
     assert writer is not None and open_store(tmp_path / "c", paths, SquareSpec(8)) is None
     with pytest.raises(DataError, match="incomplete"):
         DecodedImageCache(writer.folder)
+
+
+def test_an_entry_travels_to_another_process_without_its_descriptor(tmp_path: Path) -> None:
+    import pickle
+
+    paths = [str(write_image(tmp_path / f"{i}.png", (9, 9, 9), (8, 8), i)) for i in range(3)]
+    cache = _filled(tmp_path / "c", paths, SquareSpec(8))
+    assert int(cache.square(1).max()) == 1  # opens this process's descriptor
+    copy = pickle.loads(pickle.dumps(cache))  # as a spawned DataLoader worker gets it
+    assert copy._fd is None and "pixels" not in copy.__dict__
+    assert np.array_equal(copy.square(2), cache.square(2)) and copy.square(2).flags.writeable

@@ -16,8 +16,10 @@ and an entry larger than the budget is not written at all (training then decodes
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -107,11 +109,11 @@ def store_bytes(count: int, spec: SquareSpec) -> int:
 
 
 class DecodedImageCache:
-    """A complete entry, memory-mapped read-only.
+    """A complete entry, read-only. Rows are read with ``pread`` rather than memory-mapped, so
+    the pages an epoch reads stay in the kernel's page cache and out of the process's RSS.
 
     Attributes:
         folder: The entry's folder.
-        pixels: uint8 array (N, 3, S, S); rows of files that could not be decoded are zero.
         geometry: int32 array (N, 4): resized height, width, and the square's top, left in it.
         failures: Path -> reason for each file that could not be decoded.
         size: S.
@@ -122,7 +124,10 @@ class DecodedImageCache:
         if meta is None:
             raise DataError(f"decoded-image cache {folder} is incomplete; delete it and rerun.")
         self.folder = folder
-        self.pixels = np.load(folder / "pixels.npy", mmap_mode="r")
+        mapped = np.load(folder / "pixels.npy", mmap_mode="r")
+        self._count, self._offset = len(mapped), mapped.offset
+        del mapped
+        self._fd: tuple[int, int] | None = None  # (pid, descriptor): reopened in a new process
         self.geometry = np.load(folder / "geometry.npy")
         self.failures: dict[str, str] = meta["failures"]
         self.size = int(meta["size"])
@@ -130,7 +135,30 @@ class DecodedImageCache:
         self._index: dict[str, int] | None = None
 
     def __len__(self) -> int:
-        return len(self.pixels)
+        return self._count
+
+    @functools.cached_property
+    def pixels(self) -> np.ndarray:
+        """Every square, uint8 (N, 3, S, S), memory-mapped (rows of unreadable files are zero)."""
+        return np.load(self.folder / "pixels.npy", mmap_mode="r")
+
+    def __getstate__(self) -> dict[str, object]:
+        state = {**self.__dict__, "_fd": None}  # a descriptor means nothing in another process
+        state.pop("pixels", None)  # nor does a memory map (it would pickle as a copy)
+        return state
+
+    def __del__(self) -> None:
+        if getattr(self, "_fd", None) is not None and self._fd[0] == os.getpid():
+            os.close(self._fd[1])
+
+    def _read(self, row: int) -> np.ndarray:
+        if not hasattr(os, "preadv"):  # Windows: from the memory map
+            return np.array(self.pixels[row])
+        if self._fd is None or self._fd[0] != os.getpid():
+            self._fd = (os.getpid(), os.open(self.folder / "pixels.npy", os.O_RDONLY))
+        square = np.empty((3, self.size, self.size), dtype=np.uint8)
+        os.preadv(self._fd[1], [square], self._offset + row * square.nbytes)  # one copy
+        return square
 
     def rows(self, paths: Sequence[str]) -> np.ndarray:
         """The row of each of ``paths``.
@@ -164,14 +192,14 @@ class DecodedImageCache:
 
     def square(self, row: int) -> np.ndarray:
         """The stored uint8 (3, S, S) square of ``row`` (a copy)."""
-        return np.array(self.pixels[row])
+        return self._read(row)
 
     def eval_crop(self, row: int, input_size: int) -> np.ndarray:
         """The eval centre crop of ``input_size``, exactly as ``build_eval_transform`` crops it."""
         height, width, top, left = (int(v) for v in self.geometry[row])
         y = int(round((height - input_size) / 2.0)) - top
         x = int(round((width - input_size) / 2.0)) - left
-        return np.array(self.pixels[row, :, y : y + input_size, x : x + input_size])
+        return self._read(row)[:, y : y + input_size, x : x + input_size].copy()
 
 
 def open_store(root: Path, paths: Sequence[str], spec: SquareSpec) -> DecodedImageCache | None:

@@ -2,7 +2,8 @@
 
 Writes generated trees of tiny images (``--files`` PNGs of 12x12 pixels in 10 class folders,
 written once and kept), then runs ``headstart train`` on each with a tiny random-weight model
-(timm's ``test_resnet``, saved as a local weight file) for one epoch of full fine-tuning at 16 px,
+(timm's ``test_resnet``, saved as a local weight file) for one epoch of full fine-tuning at 16 px
+(lr 1e-3, float32: random weights diverge at the default lr),
 and samples the process's memory from ``/proc`` every 0.1 s: peak RSS, and its anonymous part
 (heap and tensors; the rest is file pages mapped from the decoded-image store and libraries,
 which the kernel reclaims at will). It also reports the disk used by the cache folder against
@@ -71,7 +72,8 @@ def measure(data: Path, weight_file: Path, cache: Path, out: Path) -> dict[str, 
     command = [
         sys.executable, "-m", "headstart", "train", str(data), "--model", "timm:test_resnet",
         "--weights", str(weight_file), "--strategy", "full", "--epochs", "1",
-        "--image-size", "16", "--batch-size", "256", "--out", str(out),
+        "--image-size", "16", "--batch-size", "256", "--lr", "1e-3", "--precision", "32-true",
+        "--out", str(out),
     ]  # fmt: skip
     env = {**os.environ, "HEADSTART_CACHE": str(cache)}
     began = time.perf_counter()

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from headstart.config import AUTO, TrainConfig
+from headstart.errors import DataError
 from headstart.pipeline.notes import Notes
 from headstart.pipeline.ranks import from_rank_zero, rank_zero_first
 from headstart.pipeline.recipe import process_batch_size
@@ -86,7 +87,10 @@ class PhaseData:
         if not self.config.cache or self._decoded_looked:
             return self._decoded
         if self._decoded_folder is not None and self._decoded is None:
-            self._decoded = DecodedImageCache(Path(self._decoded_folder))
+            try:  # another node of a multi-node run has its own cache folder
+                self._decoded = DecodedImageCache(Path(self._decoded_folder))
+            except DataError:
+                self._decoded_folder = None
         if not build:
             return self._decoded
         self._decoded_looked = True

@@ -12,13 +12,14 @@ missing, stale or corrupt cache only means that files are read again.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from PIL import __version__ as _PILLOW_VERSION
 
@@ -80,7 +81,7 @@ def inspect_files_cached(
     signatures = {p: _stat_signature(p) for p in paths}  # taken before reading: a race re-inspects
     found: dict[str, FileInspection] = {}
     for path, signature in signatures.items():
-        hit = _cached_inspection(path, old.get(os.path.abspath(path)), signature, written_ns)
+        hit = _cached_inspection(path, old.get(_absolute(path)), signature, written_ns)
         if hit is not None:
             found[path] = hit
     misses = [p for p in paths if p not in found]
@@ -91,13 +92,20 @@ def inspect_files_cached(
     found.update((p, i) for p, i in zip(paths, read, strict=True) if i is not None)
     log.info("audit cache: %d of %d files unchanged", len(paths) - len(misses), len(paths))
     entries = {
-        os.path.abspath(path): _cache_entry(signature, found[path])
+        _absolute(path): _cache_entry(signature, found[path])
         for path, signature in signatures.items()
         if signature is not None and found[path].digest is not None
     }
     if entries != old:
         _write_cache(cache_file, settings, entries)
     return [found[p] for p in paths]
+
+
+def _absolute(path: str) -> str:
+    """``os.path.abspath(path)``, as the very string ``path`` when that is it already (one string
+    per file, not two, in a 300,000-file audit)."""
+    absolute = os.path.abspath(path)
+    return path if absolute == path else absolute
 
 
 def _cache_settings(root: str, max_pixels: int, min_size: int) -> dict[str, Any]:
@@ -171,8 +179,14 @@ def _write_cache(cache_file: Path, settings: dict[str, Any], entries: dict[str, 
     doc: dict[str, Any] = {"format": _CACHE_FORMAT, "version": _CACHE_VERSION}
     doc.update(settings=settings, written_ns=time.time_ns())
     doc["files"] = entries
+    def write(handle: IO[bytes]) -> None:  # streamed: no second copy of the cache in memory
+        text = io.TextIOWrapper(handle, encoding="utf-8", write_through=False)
+        json.dump(doc, text, separators=(",", ":"))
+        text.flush()
+        text.detach()
+
     try:
-        atomic_write(cache_file, json.dumps(doc, separators=(",", ":")))
+        atomic_write(cache_file, write)
         mark_cache_root(cache_file)
     except OSError as exc:
         log.warning(

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from headstart.data.audit.inspect import FileInspection, read_file
+from headstart.data.audit.report import BadFile
 from headstart.data.image_store import SquareSpec, StoreWriter
 from headstart.errors import DataError
 from headstart.progress import report
@@ -33,7 +34,10 @@ _MIN_FILES_PER_PROCESS = 32
 """Fewer files than this per process are read here: forking would cost more than it saves."""
 
 Job = tuple[int, str, bool]  # row, path, whether the audit inspects it
-Done = tuple[int, FileInspection | None, tuple[int, ...] | None, str | None]
+Inspected = tuple[str | None, str | None, str | None]  # digest, bad kind, reason
+Done = tuple[int, Inspected | None, tuple[int, ...] | None, str | None]
+"""Row; the inspection as (digest, bad kind, reason), without the path (the parent has it: 300,000
+copies of path strings coming back from the workers cost 100 MB); geometry; failure."""
 
 _state: dict[str, Any] = {}  # the worker's settings and open store (set by _start_worker)
 
@@ -96,7 +100,7 @@ def read_files(
         _start_worker(settings, square, pixels)
         try:
             for done, job in enumerate(jobs, 1):
-                _keep(_read_chunk([job]), found, store)
+                _keep(_read_chunk([job]), paths, found, store)
                 report(task, done, len(jobs))
         finally:
             if _state["pixels"] is not None:
@@ -125,7 +129,7 @@ def read_files(
                         "a worker process died while decoding images (a decoder crash on a "
                         "malformed file?); run 'headstart check' on the data folder to find it."
                     ) from None
-                _keep(results, found, store)
+                _keep(results, paths, found, store)
                 done += len(results)
                 report(task, done, len(jobs))
     return found
@@ -138,10 +142,17 @@ def _forks_safely() -> bool:
 
 
 def _keep(
-    results: list[Done], found: list[FileInspection | None], store: StoreWriter | None
+    results: list[Done],
+    paths: Sequence[str],
+    found: list[FileInspection | None],
+    store: StoreWriter | None,
 ) -> None:
-    for row, inspection, geometry, failure in results:
-        found[row] = inspection
+    for row, inspected, geometry, failure in results:
+        if inspected is not None:
+            path = paths[row]
+            digest, kind, reason = inspected
+            bad = None if kind is None else BadFile(path, reason or "", kind)
+            found[row] = FileInspection(path, digest, bad)
         if store is None:
             continue
         if geometry is not None:
@@ -167,6 +178,11 @@ def _read_chunk(jobs: list[Job]) -> list[Done]:
             square=square,
         )  # fmt: skip
         geometry, failure = None, None
+        inspected = None
+        if inspection is not None:
+            bad = inspection.bad
+            inspected = (inspection.digest, None if bad is None else bad.kind,
+                         None if bad is None else bad.reason)  # fmt: skip
         if isinstance(made, tuple):
             fd, offset = pixels
             data = made[0].tobytes()  # C order, the row's layout in the file
@@ -174,5 +190,5 @@ def _read_chunk(jobs: list[Job]) -> list[Done]:
             geometry = made[1]
         elif isinstance(made, str):
             failure = made
-        results.append((row, inspection, geometry, failure))
+        results.append((row, inspected, geometry, failure))
     return results

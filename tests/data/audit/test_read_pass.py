@@ -54,3 +54,11 @@ def test_without_a_store_only_the_audited_files_are_read(files: list[str]) -> No
     audit = [i < 10 for i in range(len(files))]
     found = read_files(files, max_pixels=10**8, min_size=8, audit=audit, workers=2)
     assert [f is not None for f in found] == audit
+
+
+def test_a_stop_in_the_middle_reaches_the_caller(files: list[str]) -> None:
+    def stop(task: str, done: int, total: int) -> None:
+        raise KeyboardInterrupt  # as Ctrl-C does, at the first chunk back
+
+    with reporting(stop), pytest.raises(KeyboardInterrupt):
+        read_files(files, max_pixels=10**8, min_size=8, audit=[True] * len(files), workers=2)

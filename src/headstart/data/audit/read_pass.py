@@ -11,7 +11,9 @@ workers import nothing new and touch neither torch nor logging.
 
 from __future__ import annotations
 
+import itertools
 import os
+import signal
 import sys
 import warnings
 from collections.abc import Sequence
@@ -97,7 +99,7 @@ def read_files(
     pixels = None if store is None else str(store.pixels_file)
     workers = workers or default_workers()
     if workers < 2 or len(jobs) < 2 * _MIN_FILES_PER_PROCESS or not _forks_safely():
-        _start_worker(settings, square, pixels)
+        _start_worker(settings, square, pixels, forked=False)
         try:
             for done, job in enumerate(jobs, 1):
                 _keep(_read_chunk([job]), paths, found, store)
@@ -116,11 +118,14 @@ def read_files(
             workers, mp_context=get_context("fork"), initializer=_start_worker,
             initargs=(settings, square, pixels),
         )  # fmt: skip
-    with pool:
-        pending = {pool.submit(_read_chunk, chunk) for chunk in chunks}
+    waiting = iter(chunks)  # a few chunks ahead of the workers: a stop leaves little to finish
+    try:
+        pending = {pool.submit(_read_chunk, c) for c in itertools.islice(waiting, 2 * workers)}
         done = 0
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            more = itertools.islice(waiting, len(finished))
+            pending |= {pool.submit(_read_chunk, chunk) for chunk in more}
             for future in finished:
                 try:
                     results = future.result()
@@ -132,6 +137,10 @@ def read_files(
                 _keep(results, paths, found, store)
                 done += len(results)
                 report(task, done, len(jobs))
+    except BaseException:  # Ctrl-C, or a failure: the chunks not started are dropped
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
     return found
 
 
@@ -161,7 +170,11 @@ def _keep(
             store.failures[store.paths[row]] = failure or "cannot read image"
 
 
-def _start_worker(settings: dict[str, int], square: SquareSpec | None, pixels: str | None) -> None:
+def _start_worker(
+    settings: dict[str, int], square: SquareSpec | None, pixels: str | None, *, forked: bool = True
+) -> None:
+    if forked:  # Ctrl-C is the parent's to handle: it drops the work left and stops
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     _state.update(settings, square=square, pixels=None)
     if pixels is not None:  # rows are written with pwrite: no page fault per 4 KiB of a square
         offset = np.load(pixels, mmap_mode="r").offset

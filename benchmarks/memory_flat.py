@@ -45,15 +45,11 @@ def write_tree(root: Path, files: int, classes: int = 10) -> Path:
 
 
 def weights(folder: Path) -> Path:
-    import timm
-    import torch
-    from safetensors.torch import save_file
+    """Random ``test_resnet`` weights as a local file (the tests' own stand-in)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.e2e_helpers import tiny_weights
 
-    torch.manual_seed(0)
-    model = timm.create_model("test_resnet", pretrained=False)
-    path = folder / "test_resnet.safetensors"
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
-    return path
+    return tiny_weights(folder)
 
 
 def _status(pid: int) -> dict[str, int]:

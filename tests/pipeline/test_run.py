@@ -200,3 +200,17 @@ def test_data_over_the_cache_budget_is_decoded_as_it_is_read(
     assert len(told) == 2 and "features" in told[0] and "decoded images" in told[1]
     assert not list((cache_dir() / "images").glob("*"))  # nothing written
     assert not list((cache_dir() / "features").glob("*"))
+
+
+def test_a_resumed_run_reads_the_store_its_audit_filled(
+    data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from headstart.files import cache_dir
+
+    monkeypatch.setenv("HEADSTART_CACHE", str(tmp_path / "cache"))
+    folder, weights = data
+    with pytest.raises(Crash):
+        train_run(_config(folder, weights, tmp_path / "run"), {"out": "cli"}, callbacks=[CrashAt()])
+    (entry,) = (cache_dir() / "images").iterdir()
+    resume_run(tmp_path / "run")
+    assert list((cache_dir() / "images").iterdir()) == [entry]  # found again, not decoded again

@@ -64,7 +64,7 @@ def build_decoded_cache(
     """
     root = Path(root) if root is not None else cache_dir() / "images"
     spec = SquareSpec.of(pre, max_pixels)
-    paths = list(dict.fromkeys(s.path for s in samples))
+    paths = sorted({s.path for s in samples})  # the audit's order: a resume finds its entry
     opened = open_store(root, paths, spec)
     if opened is not None:
         return opened

@@ -16,7 +16,7 @@ import os
 import signal
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
@@ -110,38 +110,45 @@ def read_files(
             _state.clear()
         return found
     workers = min(workers, len(jobs) // _MIN_FILES_PER_PROCESS)
-    size = max(8, min(256, len(jobs) // (workers * 8)))
-    chunks = [jobs[i : i + size] for i in range(0, len(jobs), size)]
     with warnings.catch_warnings():  # Python 3.12+ warns of fork() in threaded processes; the
         warnings.simplefilter("ignore", DeprecationWarning)  # workers run no thread's code
         pool = ProcessPoolExecutor(
             workers, mp_context=get_context("fork"), initializer=_start_worker,
             initargs=(settings, square, pixels),
         )  # fmt: skip
-    waiting = iter(chunks)  # a few chunks ahead of the workers: a stop leaves little to finish
     try:
-        pending = {pool.submit(_read_chunk, c) for c in itertools.islice(waiting, 2 * workers)}
-        done = 0
-        while pending:
-            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-            more = itertools.islice(waiting, len(finished))
-            pending |= {pool.submit(_read_chunk, chunk) for chunk in more}
-            for future in finished:
-                try:
-                    results = future.result()
-                except BrokenProcessPool:
-                    raise DataError(
-                        "a worker process died while decoding images (a decoder crash on a "
-                        "malformed file?); run 'headstart check' on the data folder to find it."
-                    ) from None
-                _keep(results, paths, found, store)
-                done += len(results)
-                report(task, done, len(jobs))
+        for results, done in _in_processes(pool, jobs, workers):
+            _keep(results, paths, found, store)
+            report(task, done, len(jobs))
     except BaseException:  # Ctrl-C, or a failure: the chunks not started are dropped
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown()
     return found
+
+
+def _in_processes(
+    pool: ProcessPoolExecutor, jobs: list[Job], workers: int
+) -> Iterator[tuple[list[Done], int]]:
+    """Each chunk's results as it comes back, and the jobs done so far. Chunks go to the pool a
+    few at a time, so that a stop leaves little queued to finish."""
+    size = max(8, min(256, len(jobs) // (workers * 8)))
+    waiting = (jobs[i : i + size] for i in range(0, len(jobs), size))
+    pending = {pool.submit(_read_chunk, c) for c in itertools.islice(waiting, 2 * workers)}
+    done = 0
+    while pending:
+        finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+        pending |= {pool.submit(_read_chunk, c) for c in itertools.islice(waiting, len(finished))}
+        for future in finished:
+            try:
+                results = future.result()
+            except BrokenProcessPool:
+                raise DataError(
+                    "a worker process died while decoding images (a decoder crash on a "
+                    "malformed file?); run 'headstart check' on the data folder to find it."
+                ) from None
+            done += len(results)
+            yield results, done
 
 
 def _forks_safely() -> bool:

@@ -94,3 +94,22 @@ def test_an_entry_travels_to_another_process_without_its_descriptor(tmp_path: Pa
     copy = pickle.loads(pickle.dumps(cache))  # as a spawned DataLoader worker gets it
     assert copy._fd is None and "pixels" not in copy.__dict__
     assert np.array_equal(copy.square(2), cache.square(2)) and copy.square(2).flags.writeable
+
+
+def test_two_runs_filling_one_entry_never_mix_their_files(tmp_path: Path) -> None:
+    from headstart.data.cache_store import enforce_budget
+
+    paths = [str(write_image(tmp_path / f"{i}.png", (9, 9, 9), (8, 8), i)) for i in range(3)]
+    spec, root = SquareSpec(8), tmp_path / "c"
+    first = StoreWriter.create(root, paths, spec, budget_bytes=10**9)
+    second = StoreWriter.create(root, paths, spec, budget_bytes=10**9)
+    assert first is not None and second is not None and first.folder != second.folder
+    assert open_store(root, paths, spec) is None  # nothing is visible while being written
+    assert enforce_budget(root, 0) == []  # and the budget leaves entries being written alone
+    second.geometry[:] = (8, 8, 0, 0)
+    published = second.finish()
+    first.geometry[:] = (1, 1, 1, 1)  # different, to tell whose files are kept
+    again = first.finish()
+    assert again.folder == published.folder == root / store_key(paths, spec)
+    assert again.geometry.tolist() == [[8, 8, 0, 0]] * 3  # the first published entry stays
+    assert sorted(p.name for p in root.iterdir()) == [published.folder.name]

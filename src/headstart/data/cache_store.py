@@ -1,7 +1,10 @@
 """Cache entries on disk: a folder per key, complete once its ``meta.json`` is written, evicted
-least recently used first beyond a size budget. The decoded-image cache and the feature cache are
-both kept this way. The cache folder (``files.cache_dir()``) is marked as headstart's
-(``written.mark_cache_root``), so that a data walk never reads it as images.
+least recently used first beyond a size budget. An entry is written in a temporary folder of its own
+(``new_entry``) and renamed into place once complete (``publish_entry``), so two runs filling the
+same entry at once never mix their files, and a reader only ever sees whole entries. The
+decoded-image cache and the feature cache are both kept this way. The cache folder
+(``files.cache_dir()``) is marked as headstart's (``written.mark_cache_root``), so that a data walk
+never reads it as images.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ import json
 import logging
 import os
 import shutil
+import time
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +28,8 @@ __all__ = [
     "DEFAULT_BUDGET_BYTES",
     "enforce_budget",
     "file_signature",
+    "new_entry",
+    "publish_entry",
     "read_entry",
     "samples_digest",
     "write_entry_meta",
@@ -76,6 +83,8 @@ def enforce_budget(root: Path, budget_bytes: int, *, keep: Path | None = None) -
         if not folder.is_dir():
             continue
         for entry in folder.iterdir():
+            if entry.name.startswith(".") and not _stale(entry):
+                continue  # another run's entry being written
             if entry.is_dir():
                 size = sum(f.stat().st_size for f in entry.rglob("*") if f.is_file())
                 meta = entry / _META
@@ -93,6 +102,45 @@ def enforce_budget(root: Path, budget_bytes: int, *, keep: Path | None = None) -
         removed.append(entry)
         log.info("cache budget %d bytes: evicted %s (%d bytes)", budget_bytes, entry, size)
     return removed
+
+
+_STALE_SECONDS = 24 * 3600
+"""A temporary entry folder this old was left by a killed run; the budget may evict it."""
+
+
+def _stale(entry: Path) -> bool:
+    try:
+        return time.time() - entry.stat().st_mtime > _STALE_SECONDS
+    except OSError:
+        return False
+
+
+def new_entry(root: Path, key: str) -> Path:
+    """A fresh temporary folder in ``root`` to write the entry ``key`` into."""
+    folder = root / f".{key}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+    folder.mkdir(parents=True)
+    mark_cache_root(folder)
+    return folder
+
+
+def publish_entry(written: Path, root: Path, key: str) -> Path:
+    """Move the complete entry ``written`` (from ``new_entry``) into place as ``root/key``.
+
+    When another run published ``key`` meanwhile, its entry is kept and ``written`` deleted (the
+    two hold the same data); an incomplete folder in the way (from an older version) is replaced.
+    """
+    final = root / key
+    for _ in range(2):
+        try:
+            os.rename(written, final)
+            return final
+        except OSError:
+            if read_entry(final) is not None:
+                shutil.rmtree(written, ignore_errors=True)
+                return final
+            shutil.rmtree(final, ignore_errors=True)
+    os.rename(written, final)
+    return final
 
 
 def read_entry(folder: Path) -> dict[str, Any] | None:

@@ -20,7 +20,6 @@ import functools
 import hashlib
 import json
 import os
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,11 +30,12 @@ from PIL import Image
 from headstart.data.cache_store import (
     enforce_budget,
     file_signature,
+    new_entry,
+    publish_entry,
     read_entry,
     write_entry_meta,
 )
 from headstart.data.images import DEFAULT_MAX_PIXELS
-from headstart.data.written import mark_cache_root
 from headstart.errors import DataError
 from headstart.files import atomic_write
 from headstart.preprocessing import PreprocessSpec
@@ -219,11 +219,9 @@ class StoreWriter:
     """
 
     def __init__(self, root: Path, paths: Sequence[str], spec: SquareSpec) -> None:
-        self.paths, self.spec = list(paths), spec
-        self.folder = root / store_key(self.paths, spec)
-        shutil.rmtree(self.folder, ignore_errors=True)
-        self.folder.mkdir(parents=True)
-        mark_cache_root(self.folder)
+        self.paths, self.spec, self.root = list(paths), spec, root
+        self.key = store_key(self.paths, spec)
+        self.folder = new_entry(root, self.key)  # published as root/key by finish()
         shape = (len(self.paths), 3, spec.size, spec.size)
         np.lib.format.open_memmap(self.pixels_file, mode="w+", dtype=np.uint8, shape=shape)
         self.geometry = np.zeros((len(self.paths), 4), dtype=np.int32)
@@ -255,4 +253,4 @@ class StoreWriter:
             "count": len(self.paths), "failures": self.failures,
         }  # fmt: skip
         write_entry_meta(self.folder, meta)
-        return DecodedImageCache(self.folder)
+        return DecodedImageCache(publish_entry(self.folder, self.root, self.key))

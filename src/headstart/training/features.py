@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +28,8 @@ from torch.utils.data import DataLoader
 
 from headstart.data.cache_store import (
     enforce_budget,
+    new_entry,
+    publish_entry,
     read_entry,
     samples_digest,
     write_entry_meta,
@@ -202,8 +203,7 @@ def extract_features(
         elapsed = time.perf_counter() - start
         log.info("features of %d images from cache %s", len(samples), folder)
         return FeatureSet(feats, labels, folder, True, elapsed, meta["failures"])
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
+    final, folder = folder, new_entry(root, key)  # published as root/key once complete
     shape = (len(samples), spec.num_features)
     needed = int(np.prod(shape)) * np.dtype(dtype).itemsize
     budget = cache_budget() if budget_bytes is None else budget_bytes
@@ -218,6 +218,8 @@ def extract_features(
     labels = np.array([s.label for s in samples], dtype=np.int64)
     np.save(folder / "labels.npy", labels)
     write_entry_meta(folder, {"model": spec.name, "shape": list(shape), "failures": failures})
+    folder = publish_entry(folder, root, key)
+    assert folder == final
     elapsed = time.perf_counter() - start
     log.info("extracted %s features in %.1fs into %s", shape, elapsed, folder)
     feats = np.load(folder / "features.npy", mmap_mode="r")

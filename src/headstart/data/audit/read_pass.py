@@ -106,7 +106,7 @@ def read_files(
                 report(task, done, len(jobs))
         finally:
             if _state["pixels"] is not None:
-                os.close(_state["pixels"][0])
+                _state["pixels"].close()
             _state.clear()
         return found
     workers = min(workers, len(jobs) // _MIN_FILES_PER_PROCESS)
@@ -183,9 +183,35 @@ def _start_worker(
     if forked:  # Ctrl-C is the parent's to handle: it drops the work left and stops
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     _state.update(settings, square=square, pixels=None)
-    if pixels is not None:  # rows are written with pwrite: no page fault per 4 KiB of a square
-        offset = np.load(pixels, mmap_mode="r").offset
-        _state["pixels"] = (os.open(pixels, os.O_WRONLY), offset)
+    if pixels is not None:
+        _state["pixels"] = _Rows(pixels)
+
+
+class _Rows:
+    """Writes squares into the store's ``.npy`` file by row: with ``pwrite`` where there is one
+    (the pages stay out of the worker's memory), else through a memory map (Windows)."""
+
+    def __init__(self, path: str) -> None:
+        mapped = np.load(path, mmap_mode="r+")
+        self._fd: int | None = None
+        if hasattr(os, "pwrite"):
+            self._offset, self._map = mapped.offset, None
+            self._fd = os.open(path, os.O_WRONLY)
+        else:
+            self._map = mapped
+
+    def write(self, row: int, square: np.ndarray) -> None:
+        if self._fd is None:
+            self._map[row] = square  # type: ignore[index]
+            return
+        data = square.tobytes()  # C order, the row's layout in the file
+        os.pwrite(self._fd, data, self._offset + row * len(data))
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+        elif self._map is not None:
+            self._map.flush()
 
 
 def _read_chunk(jobs: list[Job]) -> list[Done]:
@@ -204,9 +230,7 @@ def _read_chunk(jobs: list[Job]) -> list[Done]:
             inspected = (inspection.digest, None if bad is None else bad.kind,
                          None if bad is None else bad.reason)  # fmt: skip
         if isinstance(made, tuple):
-            fd, offset = pixels
-            data = made[0].tobytes()  # C order, the row's layout in the file
-            os.pwrite(fd, data, offset + row * len(data))
+            pixels.write(row, made[0])
             geometry = made[1]
         elif isinstance(made, str):
             failure = made

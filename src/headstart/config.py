@@ -131,9 +131,10 @@ TRACKERS = ("tensorboard", "mlflow", "wandb")
 """What ``tracker`` (a comma list) may name; ``tensorboard`` is also the ``tensorboard`` switch."""
 WANDB_MODES = ("online", "offline")
 RESUME_FREE = ("data", "out", "checkpoint_every_steps", "tracker", "mlflow_uri",
-               "mlflow_experiment", "wandb_project", "wandb_mode", "cache_budget")
+               "mlflow_experiment", "wandb_project", "wandb_mode")
 """Settings that may change when a run is resumed without changing its result."""
-RESUME_INEXACT = ("num_workers", "accelerator", "precision", "devices", "num_nodes", "distributed")
+RESUME_INEXACT = ("num_workers", "accelerator", "precision", "devices", "num_nodes", "distributed",
+                  "cache_budget")  # fmt: skip
 """Settings that may change on resume, with a warning that the result is no longer bit-exact."""
 AUTO = "auto"
 """The value of ``lr`` (and ``hflip`` on the command line) that lets headstart decide."""

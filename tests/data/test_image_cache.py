@@ -211,3 +211,17 @@ def _splits(data: Path):
     from headstart.data.folders import load_splits
 
     return load_splits(data, val_fraction=0.2, test_fraction=0.0, seed=0)
+
+
+def test_the_shared_budget_spares_every_entry_in_use(tmp_path: Path) -> None:
+    entries = [("images", "store"), ("features", "old"), ("features", "new")]
+    for i, (kind, name) in enumerate(entries):
+        entry = tmp_path / kind / name
+        entry.mkdir(parents=True)
+        (entry / "data.bin").write_bytes(np.zeros(1000, np.uint8).tobytes())
+        (entry / "meta.json").write_text("{}")
+        os.utime(entry / "meta.json", (1000 + i, 1000 + i))
+    in_use = [tmp_path / "features" / "new", tmp_path / "images" / "store"]
+    removed = enforce_budget(tmp_path / "features", 0, keep=in_use)
+    # the features of a run beside its own decoded images: only the older features go
+    assert [p.name for p in removed] == ["old"]

@@ -63,18 +63,21 @@ def samples_digest(samples: Sequence[Sample]) -> str:
     return digest.hexdigest()
 
 
-def enforce_budget(root: Path, budget_bytes: int, *, keep: Path | None = None) -> list[Path]:
+def enforce_budget(
+    root: Path, budget_bytes: int, *, keep: Path | Sequence[Path] | None = None
+) -> list[Path]:
     """Delete the least recently used entries beyond ``budget_bytes``.
 
     Args:
         root: A cache folder whose sub-folders are entries; when it is one of ``SHARED_BUDGET``,
             the entries of the others beside it count (and may be evicted) too.
         budget_bytes: Largest total size to keep.
-        keep: An entry never deleted (the one in use).
+        keep: Entries never deleted (the ones in use).
 
     Returns:
         The deleted entries.
     """
+    kept = {Path(p).resolve() for p in ([keep] if isinstance(keep, Path) else keep or ())}
     roots = [root]
     if root.name in SHARED_BUDGET:
         roots += [root.parent / name for name in SHARED_BUDGET if name != root.name]
@@ -95,7 +98,7 @@ def enforce_budget(root: Path, budget_bytes: int, *, keep: Path | None = None) -
     for _, size, entry in sorted(entries, key=lambda e: e[0]):
         if total <= budget_bytes:
             break
-        if keep is not None and entry.resolve() == keep.resolve():
+        if entry.resolve() in kept:
             continue
         shutil.rmtree(entry, ignore_errors=True)
         total -= size

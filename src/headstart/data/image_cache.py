@@ -73,10 +73,14 @@ def build_decoded_cache(
     if writer is None:
         return None
     start = time.perf_counter()
-    read_files(
-        paths, max_pixels=max_pixels, min_size=1, audit=[False] * len(paths), store=writer,
-        workers=workers, task="decoding images into the cache",
-    )  # fmt: skip
+    try:
+        read_files(
+            paths, max_pixels=max_pixels, min_size=1, audit=[False] * len(paths), store=writer,
+            workers=workers, task="decoding images into the cache",
+        )  # fmt: skip
+    except BaseException:
+        writer.discard()
+        raise
     for path, reason in writer.failures.items():
         log.warning("skipping %s in the decoded-image cache: %s", path, reason)
     log.info(

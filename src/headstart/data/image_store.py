@@ -20,6 +20,7 @@ import functools
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -182,7 +183,7 @@ class DecodedImageCache:
         """Whether every one of ``paths`` has a row here."""
         try:
             self.rows(paths)
-        except DataError:
+        except (DataError, OSError):  # OSError: the entry was evicted meanwhile
             return False
         return True
 
@@ -243,6 +244,10 @@ class StoreWriter:
     @property
     def pixels_file(self) -> Path:
         return self.folder / "pixels.npy"
+
+    def discard(self) -> None:
+        """Delete the entry being written (a failed or interrupted fill)."""
+        shutil.rmtree(self.folder, ignore_errors=True)
 
     def finish(self) -> DecodedImageCache:
         """Write the geometry, paths and failures, mark the entry complete and open it."""

@@ -56,6 +56,7 @@ class PhaseData:
         self._decoded: DecodedImageCache | None = None
         self._decoded_looked = False
         self._images: PhaseBatches | None = None
+        self._noted: set[str] = set()
 
     @property
     def batch_size(self) -> int:
@@ -74,8 +75,11 @@ class PhaseData:
         return self.config.cache and phase.trainable_stages == 0 and self._features_fit()
 
     def _features_fit(self) -> bool:
+        """Whether the features (float32) fit the budget beside the run's decoded images."""
         count = len(self.splits.train) + len(self.splits.val)
-        return count * self.spec.num_features * 4 <= self.budget
+        store = self.decoded_images(build=False)
+        beside = 0 if store is None else len(store) * 3 * store.size * store.size
+        return count * self.spec.num_features * 4 + beside <= self.budget
 
     def decoded_images(self, *, build: bool = True) -> DecodedImageCache | None:
         """The decoded-image store entry of the run's files (opened or built once); None without
@@ -99,12 +103,30 @@ class PhaseData:
             self._decoded = rank_zero_first(self.fabric, lambda: build_decoded_cache(
                 samples, self.pre, budget_bytes=self.budget))  # fmt: skip
         if self._decoded is None:
-            self.notes.add(over_budget("decoded images", self.budget, self.config.cache_budget))
+            self._note_once(
+                f"the decoded images do not fit the cache budget ({self._told}); they are decoded "
+                "as they are read (slower epochs): raise --cache-budget (or "
+                "HEADSTART_CACHE_BUDGET) to cache them"
+            )
         return self._decoded
+
+    @property
+    def _told(self) -> str:
+        setting = self.config.cache_budget
+        return setting if setting is not None else f"{self.budget / 1e9:.1f} GB"
+
+    def _note_once(self, text: str) -> None:
+        if text not in self._noted:
+            self._noted.add(text)
+            self.notes.add(text)
 
     def __call__(self, phase: Phase) -> PhaseBatches:
         if self.config.cache and phase.trainable_stages == 0 and not self._features_fit():
-            self.notes.add(over_budget("features", self.budget, self.config.cache_budget))
+            self._note_once(
+                f"the frozen body's features do not fit the cache budget ({self._told}) beside "
+                f"the decoded images; the {phase.name} phase trains on augmented images instead "
+                "(slower): raise --cache-budget (or HEADSTART_CACHE_BUDGET) to cache them"
+            )
         if self.on_features(phase):
             return self._features(phase)
         if self._images is None:
@@ -169,15 +191,6 @@ class PhaseData:
             self.fabric, model, self.spec, train, val, batch_size=self.batch_size,
             seed=config.seed, sampler=config.sampler,
         )  # fmt: skip
-
-
-def over_budget(what: str, budget: int, setting: str | None) -> str:
-    """The note for data that the cache budget cannot hold."""
-    told = setting if setting is not None else f"{budget / 1e9:.1f} GB"
-    return (
-        f"the {what} do not fit the cache budget ({told}); they are decoded as they are read "
-        "(slower epochs): raise --cache-budget (or HEADSTART_CACHE_BUDGET) to cache them"
-    )
 
 
 def loader_workers(setting: int | str, fabric: Fabric) -> int:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -207,12 +208,18 @@ def extract_features(
     shape = (len(samples), spec.num_features)
     needed = int(np.prod(shape)) * np.dtype(dtype).itemsize
     budget = cache_budget() if budget_bytes is None else budget_bytes
-    enforce_budget(root, max(0, budget - needed), keep=folder)
+    in_use = [folder] + ([images.folder] if images is not None else [])
+    enforce_budget(root, max(0, budget - needed), keep=in_use)
     feats = np.lib.format.open_memmap(folder / "features.npy", "w+", np.dtype(dtype), shape)
-    failures = _run_body(
-        model, spec, _inputs(samples, pre, images), feats, batch_size=batch_size,
-        settings=settings, num_workers=num_workers,
-    )  # fmt: skip
+    try:
+        failures = _run_body(
+            model, spec, _inputs(samples, pre, images), feats, batch_size=batch_size,
+            settings=settings, num_workers=num_workers,
+        )  # fmt: skip
+    except BaseException:
+        del feats
+        shutil.rmtree(folder, ignore_errors=True)  # a failed or interrupted extraction
+        raise
     feats.flush()
     del feats
     labels = np.array([s.label for s in samples], dtype=np.int64)

@@ -62,3 +62,33 @@ def test_a_stop_in_the_middle_reaches_the_caller(files: list[str]) -> None:
 
     with reporting(stop), pytest.raises(KeyboardInterrupt):
         read_files(files, max_pixels=10**8, min_size=8, audit=[True] * len(files), workers=2)
+
+
+def test_calls_from_two_threads_at_once_keep_their_own_stores(
+    files: list[str], tmp_path: Path
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def fill(name: str):
+        return _read(files, tmp_path / name, workers=1)[1]  # in threads of this process
+
+    with ThreadPoolExecutor(2) as pool:
+        first, second = pool.map(fill, ["a", "b"])
+    alone = _read(files, tmp_path / "alone", workers=1)[1]
+    for filled in (first, second):
+        assert np.array_equal(np.asarray(filled.pixels), np.asarray(alone.pixels))
+        assert np.array_equal(filled.geometry, alone.geometry)
+
+
+def test_an_interrupted_fill_leaves_no_entry_behind(files: list[str], tmp_path: Path) -> None:
+    from headstart.data.audit import audit_splits
+    from headstart.data.folders import DataSplits, Sample
+
+    splits = DataSplits(("a",), tuple(Sample(p, 0) for p in files), (), (), {})
+
+    def stop(task: str, done: int, total: int) -> None:
+        raise KeyboardInterrupt
+
+    with reporting(stop), pytest.raises(KeyboardInterrupt):
+        audit_splits(splits, squares=SquareSpec(16), store_root=tmp_path / "c", workers=2)
+    assert not [p for p in (tmp_path / "c").iterdir() if p.is_dir()]

@@ -78,17 +78,22 @@ def audit_splits(
     tree = tree or TreeAudit()
     paths = sorted({s.path for name in SPLIT_NAMES for s in getattr(splits, name)})
     opened, writer = _store_for(paths, squares, store_root, budget_bytes, max_pixels)
-    if use_cache:
-        inspections = inspect_files_cached(
-            paths, root=root, max_pixels=max_pixels, min_size=min_size, workers=workers,
-            store=writer,
-        )  # fmt: skip
-    else:
-        read = read_files(
-            paths, max_pixels=max_pixels, min_size=min_size, audit=[True] * len(paths),
-            store=writer, workers=workers,
-        )  # fmt: skip
-        inspections = [i for i in read if i is not None]
+    try:
+        if use_cache:
+            inspections = inspect_files_cached(
+                paths, root=root, max_pixels=max_pixels, min_size=min_size, workers=workers,
+                store=writer,
+            )  # fmt: skip
+        else:
+            read = read_files(
+                paths, max_pixels=max_pixels, min_size=min_size, audit=[True] * len(paths),
+                store=writer, workers=workers,
+            )  # fmt: skip
+            inspections = [i for i in read if i is not None]
+    except BaseException:
+        if writer is not None:
+            writer.discard()
+        raise
     if writer is not None:
         opened = writer.finish()
     report = AuditReport(

@@ -4,22 +4,31 @@ Each file is read once (``inspect.read_file``): hashed and fully decoded for the
 image store is being filled, resized and cropped into its square, which the worker writes straight
 into the store's memory-mapped file. Decoding, resizing and hashing hold the GIL long enough that
 threads only contend; forked processes scale with the CPUs (6,000 Fashion-MNIST files on 2 CPUs:
-0.6 s in two processes against 1.8 s in two threads). Processes are forked, where the platform
-forks safely (Linux); elsewhere, and for a few files, the files are read in this process. The
-workers import nothing new and touch neither torch nor logging.
+0.6 s in two processes against 1.8 s in two threads). Processes are forked where the platform
+forks safely (Linux, outside daemonic processes); elsewhere the files are read in threads of this
+process (Pillow releases the GIL while it decodes), as they are for a few files. The workers
+import nothing new and touch neither torch nor logging; each call keeps its own state, so calls
+from several threads at once do not mix.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import signal
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Executor,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
 from concurrent.futures.process import BrokenProcessPool
-from multiprocessing import get_context
+from multiprocessing import current_process, get_context
 from typing import Any
 
 import numpy as np
@@ -33,7 +42,7 @@ from headstart.progress import report
 __all__ = ["default_workers", "inspect_files", "read_files"]
 
 _MIN_FILES_PER_PROCESS = 32
-"""Fewer files than this per process are read here: forking would cost more than it saves."""
+"""Files per worker below which fewer workers are used (a fork costs more than it saves)."""
 
 Job = tuple[int, str, bool]  # row, path, whether the audit inspects it
 Inspected = tuple[str | None, str | None, str | None]  # digest, bad kind, reason
@@ -97,55 +106,53 @@ def read_files(
     settings = {"max_pixels": max_pixels, "min_size": min_size}
     square = None if store is None else store.spec
     pixels = None if store is None else str(store.pixels_file)
-    workers = workers or default_workers()
-    if workers < 2 or len(jobs) < 2 * _MIN_FILES_PER_PROCESS or not _forks_safely():
-        _start_worker(settings, square, pixels, forked=False)
-        try:
-            for done, job in enumerate(jobs, 1):
-                _keep(_read_chunk([job]), paths, found, store)
-                report(task, done, len(jobs))
-        finally:
-            if _state["pixels"] is not None:
-                _state["pixels"].close()
-            _state.clear()
-        return found
-    workers = min(workers, len(jobs) // _MIN_FILES_PER_PROCESS)
-    with warnings.catch_warnings():  # Python 3.12+ warns of fork() in threaded processes; the
-        warnings.simplefilter("ignore", DeprecationWarning)  # workers run no thread's code
-        pool = ProcessPoolExecutor(
-            workers, mp_context=get_context("fork"), initializer=_start_worker,
-            initargs=(settings, square, pixels),
-        )  # fmt: skip
+    workers = min(workers or default_workers(), len(jobs) // _MIN_FILES_PER_PROCESS)
+    state = None  # the forked workers' own, from _start_worker; else this call's
+    if workers < 2 or not _forks_safely():  # in this process: threads, or one for a few files
+        state = _new_state(settings, square, pixels)
+        pool: Executor = ThreadPoolExecutor(max(1, workers), thread_name_prefix="headstart-read")
+    else:
+        with warnings.catch_warnings():  # Python 3.12+ warns of fork() in threaded processes;
+            warnings.simplefilter("ignore", DeprecationWarning)  # the workers run no thread's code
+            pool = ProcessPoolExecutor(
+                workers, mp_context=get_context("fork"), initializer=_start_worker,
+                initargs=(settings, square, pixels),
+            )  # fmt: skip
     try:
-        for results, done in _in_processes(pool, jobs, workers):
+        for results, done in _in_pool(pool, jobs, max(1, workers), state):
             _keep(results, paths, found, store)
             report(task, done, len(jobs))
     except BaseException:  # Ctrl-C, or a failure: the chunks not started are dropped
         pool.shutdown(wait=False, cancel_futures=True)
         raise
+    finally:
+        if state is not None and state["pixels"] is not None:
+            state["pixels"].close()
     pool.shutdown()
     return found
 
 
-def _in_processes(
-    pool: ProcessPoolExecutor, jobs: list[Job], workers: int
+def _in_pool(
+    pool: Executor, jobs: list[Job], workers: int, state: dict[str, Any] | None
 ) -> Iterator[tuple[list[Done], int]]:
     """Each chunk's results as it comes back, and the jobs done so far. Chunks go to the pool a
     few at a time, so that a stop leaves little queued to finish."""
-    size = max(8, min(256, len(jobs) // (workers * 8)))
+    size = max(1, min(256, len(jobs) // (workers * 8)))
     waiting = (jobs[i : i + size] for i in range(0, len(jobs), size))
-    pending = {pool.submit(_read_chunk, c) for c in itertools.islice(waiting, 2 * workers)}
+    read = _read_chunk if state is None else functools.partial(_read_chunk, state=state)
+    pending = {pool.submit(read, c) for c in itertools.islice(waiting, 2 * workers)}
     done = 0
     while pending:
         finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-        pending |= {pool.submit(_read_chunk, c) for c in itertools.islice(waiting, len(finished))}
+        pending |= {pool.submit(read, c) for c in itertools.islice(waiting, len(finished))}
         for future in finished:
             try:
                 results = future.result()
             except BrokenProcessPool:
                 raise DataError(
-                    "a worker process died while decoding images (a decoder crash on a "
-                    "malformed file?); run 'headstart check' on the data folder to find it."
+                    "a worker process died while reading images (out of memory, or a decoder "
+                    "crashed on a malformed file); free memory and retry, or move recently "
+                    "added files out of the data folder to find the one that crashes it."
                 ) from None
             done += len(results)
             yield results, done
@@ -153,8 +160,8 @@ def _in_processes(
 
 def _forks_safely() -> bool:
     """Linux forks a process with torch's threads safely enough (DataLoader does); macOS does
-    not (its frameworks), and Windows cannot fork."""
-    return sys.platform.startswith("linux")
+    not (its frameworks), Windows cannot fork, and a daemonic process may have no children."""
+    return sys.platform.startswith("linux") and not current_process().daemon
 
 
 def _keep(
@@ -177,14 +184,17 @@ def _keep(
             store.failures[store.paths[row]] = failure or "cannot read image"
 
 
-def _start_worker(
-    settings: dict[str, int], square: SquareSpec | None, pixels: str | None, *, forked: bool = True
-) -> None:
-    if forked:  # Ctrl-C is the parent's to handle: it drops the work left and stops
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _state.update(settings, square=square, pixels=None)
-    if pixels is not None:
-        _state["pixels"] = _Rows(pixels)
+def _new_state(
+    settings: dict[str, int], square: SquareSpec | None, pixels: str | None
+) -> dict[str, Any]:
+    """What ``_read_chunk`` reads with: the settings, the square, the store's rows (opened)."""
+    return {**settings, "square": square, "pixels": None if pixels is None else _Rows(pixels)}
+
+
+def _start_worker(settings: dict[str, int], square: SquareSpec | None, pixels: str | None) -> None:
+    """A forked worker's start: Ctrl-C is the parent's to handle (it drops the work left)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _state.update(_new_state(settings, square, pixels))
 
 
 class _Rows:
@@ -214,13 +224,15 @@ class _Rows:
             self._map.flush()
 
 
-def _read_chunk(jobs: list[Job]) -> list[Done]:
-    """Read each job's file; write its square into the store's row; return what the parent keeps."""
-    square, pixels = _state["square"], _state["pixels"]
+def _read_chunk(jobs: list[Job], state: dict[str, Any] | None = None) -> list[Done]:
+    """Read each job's file; write its square into the store's row; return what the parent keeps.
+    ``state`` is this call's (threads), else the forked worker's own."""
+    state = _state if state is None else state
+    square, pixels = state["square"], state["pixels"]
     results: list[Done] = []
     for row, path, audit in jobs:
         inspection, made = read_file(
-            path, max_pixels=_state["max_pixels"], min_size=_state["min_size"], audit=audit,
+            path, max_pixels=state["max_pixels"], min_size=state["min_size"], audit=audit,
             square=square,
         )  # fmt: skip
         geometry, failure = None, None

@@ -23,7 +23,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -249,13 +249,18 @@ class RunFolder:
         """Write the data audit (``AuditReport.to_dict()``)."""
         atomic_write(self.data_report_file, json.dumps(doc, indent=1))
 
-    def skipped_files(self) -> list[tuple[str, str]]:
-        """The files the audit left out, with reasons (none if the report is missing)."""
+    def skipped_files(self, kinds: Collection[str] | None = None) -> list[tuple[str, str]]:
+        """The files the audit left out, with reasons (none if the report is missing); only
+        those of ``kinds`` when given."""
         try:
             bad = json.loads(self.data_report_file.read_text()).get("bad", [])
         except (OSError, ValueError, AttributeError):
             return []
-        return [(str(b["path"]), str(b["reason"])) for b in bad]
+        return [
+            (str(b["path"]), str(b["reason"]))
+            for b in bad
+            if kinds is None or b.get("kind") in kinds
+        ]
 
     def add_run_failures(self, failed: Mapping[str, str]) -> None:
         """Add the files that broke during training (path -> reason) to the data report."""

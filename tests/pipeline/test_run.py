@@ -203,12 +203,15 @@ def test_data_over_the_cache_budget_is_decoded_as_it_is_read(
 
 
 def test_a_resumed_run_reads_the_store_its_audit_filled(
-    data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from headstart.files import cache_dir
+    from tests.conftest import make_image_folder
 
     monkeypatch.setenv("HEADSTART_CACHE", str(tmp_path / "cache"))
-    folder, weights = data
+    folder = make_image_folder(tmp_path / "d", ("a", "b"), n=8, layout="split", n_val=3)
+    (folder / "train" / "a" / "a_003.png").write_bytes(b"<html>")  # skipped by the audit
+    weights = tiny_weights(tmp_path)
     with pytest.raises(Crash):
         train_run(_config(folder, weights, tmp_path / "run"), {"out": "cli"}, callbacks=[CrashAt()])
     (entry,) = (cache_dir() / "images").iterdir()

@@ -156,11 +156,26 @@ def resume_run(
     model, spec = create_model(config, num_classes=len(splits.classes))
     notes = Notes(CallbackList(callbacks))
     notes.add(f"resuming the run in {run_dir} from its last checkpoint")
+    pre = spec.preprocessing.with_size(config.image_size)
+    decoded = _audited_store(run, splits, pre) if config.cache else None
     with ExitStack() as trackers:  # open until the report is written
         return _train_and_save(
             fabric, config, splits, model, spec, run, notes, callbacks, resume=True,
-            started=time.monotonic(), trackers=trackers,
+            started=time.monotonic(), trackers=trackers, decoded=decoded,
         )  # fmt: skip
+
+
+def _audited_store(run: RunFolder, splits: DataSplits, pre: PreprocessSpec) -> str | None:
+    """The decoded-image store entry the run's audit filled, if it is still in the cache: it
+    holds the splits' files and the images the audit skipped (the entry's key is over all)."""
+    from headstart.data.audit.report import SAMPLE_KINDS
+    from headstart.data.image_store import SquareSpec, open_store
+    from headstart.files import cache_dir
+
+    skipped = {path for path, _ in run.skipped_files(SAMPLE_KINDS)}
+    paths = sorted({s.path for s in (*splits.train, *splits.val, *splits.test)} | skipped)
+    found = open_store(cache_dir() / "images", paths, SquareSpec.of(pre))
+    return None if found is None else str(found.folder)
 
 
 def _new_run_folder(

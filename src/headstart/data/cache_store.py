@@ -22,10 +22,9 @@ from typing import Any
 
 from headstart.data.folders import Sample
 from headstart.data.written import mark_cache_root
-from headstart.files import DEFAULT_CACHE_BUDGET, atomic_write, parse_size
+from headstart.files import atomic_write
 
 __all__ = [
-    "DEFAULT_BUDGET_BYTES",
     "enforce_budget",
     "file_signature",
     "new_entry",
@@ -37,10 +36,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BUDGET_BYTES = parse_size(DEFAULT_CACHE_BUDGET)
-"""Default size limit of the decoded images and features together (``images/`` and ``features/``
-of the cache folder); ``--cache-budget`` or ``$HEADSTART_CACHE_BUDGET`` set another
-(``files.cache_budget``)."""
 SHARED_BUDGET = ("images", "features")
 """Cache folders whose entries share one budget (evicting from either makes room in both)."""
 _META = "meta.json"  # written last: an entry without it is incomplete and ignored

@@ -24,7 +24,7 @@ from headstart.data.audit.read_pass import read_files
 from headstart.data.folders import Sample
 from headstart.data.image_store import DecodedImageCache, SquareSpec, StoreWriter, open_store
 from headstart.data.images import DEFAULT_MAX_PIXELS
-from headstart.data.transforms import build_random_erasing, build_train_transform
+from headstart.data.transforms import build_random_erasing, build_train_transform, to_normalized
 from headstart.errors import DataError
 from headstart.files import cache_budget, cache_dir
 from headstart.preprocessing import PreprocessSpec
@@ -34,7 +34,6 @@ __all__ = [
     "DecodedImageCache",
     "build_decoded_cache",
     "cached_eval_inputs",
-    "holds",
 ]
 
 log = logging.getLogger(__name__)
@@ -139,9 +138,8 @@ class CachedImageDataset(Dataset):
             if name in (None, "none")
             else build_train_transform(pre, name, hflip=hflip, random_erasing=random_erasing)
         )
-        steps = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(pre.mean), list(pre.std))]
         erase = build_random_erasing(random_erasing) if name == "none" else None
-        self.normalize = v2.Compose(steps + ([] if erase is None else [erase]))
+        self.normalize = v2.Compose(to_normalized(pre) + ([] if erase is None else [erase]))
         mine = {s.path for s in self.samples}
         self.failures = {p: r for p, r in self.cache.failures.items() if p in mine}
         self._bad = {i for i, s in enumerate(self.samples) if s.path in self.failures}
@@ -179,15 +177,8 @@ def cached_eval_inputs(
     ``inference.predict.decode_images``: the readable ones stacked (None when none is), and per
     path None or why it could not be decoded. Equal bit for bit to ``build_eval_transform(pre)``
     on the decoded file."""
-    normalize = v2.Compose(
-        [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(pre.mean), list(pre.std))]
-    )
+    normalize = v2.Compose(to_normalized(pre))
     errors = [cache.failures.get(p) for p in paths]
     rows = cache.rows([p for p, e in zip(paths, errors) if e is None])
     crops = [torch.from_numpy(cache.eval_crop(int(r), pre.input_size)) for r in rows]
     return (normalize(torch.stack(crops)) if crops else None), errors
-
-
-def holds(cache: DecodedImageCache | None, pre: PreprocessSpec) -> bool:
-    """Whether ``cache``'s squares are the ones ``pre``'s eval transform crops from."""
-    return cache is not None and cache.spec_matches(pre.resize_size, pre.interpolation)

@@ -1,12 +1,13 @@
 """The decoded-image store: every image of a set of files decoded, resized and cropped once.
 
 An entry holds, for an ordered set of files, a uint8 (3, S, S) square per file in a memory-mapped
-``pixels.npy`` (S = the eval transform's resize size), each file's resize geometry and the files
+``.npy`` file (S = the eval transform's resize size), each file's resize geometry and the files
 that could not be decoded. The square is the image resized as torchvision's ``Resize`` resizes a
 PIL image (short side S, the same Pillow filter) and centre-cropped, so it always contains the
 eval crop: evaluation reads that crop bit for bit equal to the PIL path, training augments the
 square. This module needs no torch: the audit fills an entry in the same read of each file
-(``audit.inspect.read_files``, in worker processes that write their rows straight into the file).
+(``audit.read_pass.read_files``, in worker processes that write their rows straight into the
+file).
 
 The key hashes the square's size, filter and pixel limit, and each file's path, size and
 modification time, so an edited file makes a new entry. An entry is complete once its
@@ -47,7 +48,6 @@ __all__ = [
     "StoreWriter",
     "open_store",
     "square_of",
-    "store_bytes",
     "store_key",
 ]
 
@@ -104,11 +104,6 @@ def store_key(paths: Sequence[str], spec: SquareSpec) -> str:
     return digest.hexdigest()[:24]
 
 
-def store_bytes(count: int, spec: SquareSpec) -> int:
-    """Disk bytes an entry of ``count`` files takes (the squares; the rest is small)."""
-    return spec.nbytes(count)
-
-
 class DecodedImageCache:
     """A complete entry, read-only. Rows are read with ``pread`` rather than memory-mapped, so
     the pages an epoch reads stay in the kernel's page cache and out of the process's RSS.
@@ -138,6 +133,11 @@ class DecodedImageCache:
     def __len__(self) -> int:
         return self._count
 
+    @property
+    def nbytes(self) -> int:
+        """Disk bytes of the squares (the rest of the entry is small)."""
+        return SquareSpec(self.size).nbytes(len(self))
+
     @functools.cached_property
     def pixels(self) -> np.ndarray:
         """Every square, uint8 (N, 3, S, S), memory-mapped (rows of unreadable files are zero)."""
@@ -152,7 +152,8 @@ class DecodedImageCache:
         if getattr(self, "_fd", None) is not None and self._fd[0] == os.getpid():
             os.close(self._fd[1])
 
-    def _read(self, row: int) -> np.ndarray:
+    def square(self, row: int) -> np.ndarray:
+        """The stored uint8 (3, S, S) square of ``row`` (a copy of its own)."""
         if not hasattr(os, "preadv"):  # Windows: from the memory map
             return np.array(self.pixels[row])
         if self._fd is None or self._fd[0] != os.getpid():
@@ -179,28 +180,25 @@ class DecodedImageCache:
             )
         return np.array([index[p] for p in paths], dtype=np.int64)
 
-    def holds(self, paths: Sequence[str]) -> bool:
-        """Whether every one of ``paths`` has a row here."""
+    def holds(self, paths: Sequence[str] = (), pre: PreprocessSpec | None = None) -> bool:
+        """Whether every one of ``paths`` has a row here and, given ``pre``, the squares are the
+        ones its eval transform crops from (its resize size and filter)."""
+        if pre is not None and (self.size, self.interpolation) != (
+            pre.resize_size, pre.interpolation
+        ):
+            return False
         try:
             self.rows(paths)
         except (DataError, OSError):  # OSError: the entry was evicted meanwhile
             return False
         return True
 
-    def spec_matches(self, size: int, interpolation: str) -> bool:
-        """Whether the squares are ``size`` px, resized with ``interpolation``."""
-        return (self.size, self.interpolation) == (size, interpolation)
-
-    def square(self, row: int) -> np.ndarray:
-        """The stored uint8 (3, S, S) square of ``row`` (a copy)."""
-        return self._read(row)
-
     def eval_crop(self, row: int, input_size: int) -> np.ndarray:
         """The eval centre crop of ``input_size``, exactly as ``build_eval_transform`` crops it."""
         height, width, top, left = (int(v) for v in self.geometry[row])
         y = int(round((height - input_size) / 2.0)) - top
         x = int(round((width - input_size) / 2.0)) - left
-        return self._read(row)[:, y : y + input_size, x : x + input_size].copy()
+        return self.square(row)[:, y : y + input_size, x : x + input_size].copy()
 
 
 def open_store(root: Path, paths: Sequence[str], spec: SquareSpec) -> DecodedImageCache | None:
@@ -210,13 +208,13 @@ def open_store(root: Path, paths: Sequence[str], spec: SquareSpec) -> DecodedIma
 
 
 class StoreWriter:
-    """A new entry being filled: rows are written by index (from any process), then ``finish``.
+    """A new entry being filled: rows are written by index (from any process), then ``finish``
+    publishes it (``create`` makes room for it in the budget first).
 
     Args:
-        root: Folder of entries; older ones are evicted so this one fits ``budget_bytes``.
+        root: Folder of entries.
         paths: The files, in row order.
         spec: The squares.
-        budget_bytes: The cache budget (see ``create``).
     """
 
     def __init__(self, root: Path, paths: Sequence[str], spec: SquareSpec) -> None:
@@ -235,7 +233,7 @@ class StoreWriter:
         """A writer for a new entry, after evicting older entries of ``root`` (and of the other
         cache folders sharing the budget) to make room; None if the entry alone is larger than
         ``budget_bytes`` (the caller then decodes as it goes, caching nothing)."""
-        needed = store_bytes(len(paths), spec)
+        needed = spec.nbytes(len(paths))
         if needed > budget_bytes:
             return None
         enforce_budget(root, budget_bytes - needed)

@@ -17,6 +17,7 @@ __all__ = [
     "build_eval_transform",
     "build_random_erasing",
     "build_train_transform",
+    "to_normalized",
 ]
 
 AUGMENT_PRESETS = ("none", "light", "standard", "trivial", "randaugment")
@@ -29,12 +30,16 @@ _INTERPOLATION = {
 }
 
 
-def _to_normalized_tensor(pre: PreprocessSpec) -> list[v2.Transform]:
+def to_normalized(pre: PreprocessSpec) -> list[v2.Transform]:
+    """uint8 image tensors to the model's normalised float32 input (how every transform ends)."""
     return [
-        v2.ToImage(),
         v2.ToDtype(torch.float32, scale=True),
         v2.Normalize(mean=list(pre.mean), std=list(pre.std)),
     ]
+
+
+def _to_normalized_tensor(pre: PreprocessSpec) -> list[v2.Transform]:
+    return [v2.ToImage(), *to_normalized(pre)]
 
 
 def build_eval_transform(pre: PreprocessSpec) -> v2.Compose:

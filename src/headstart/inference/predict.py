@@ -238,13 +238,6 @@ def _batches(
         yield good, images, bad
 
 
-def _stored(store: DecodedImageCache, preprocessing: PreprocessSpec, paths: list[str]) -> bool:
-    """Whether ``store`` holds every path's square at the size ``preprocessing`` crops from."""
-    from headstart.data.image_cache import holds
-
-    return holds(store, preprocessing) and store.holds(paths)
-
-
 def _prefetched(iterator: Iterator[T]) -> Iterator[T]:
     """Produce the next item in a background thread while the caller works on the current one.
 
@@ -290,7 +283,7 @@ def logits_for_files(
     bad_all: list[tuple[str, str]] = []
     size = loaded.preprocessing.input_size
     names = [str(p) for p in paths]
-    if images is not None and _stored(images, decode_as, names):
+    if images is not None and images.holds(names, decode_as):
         batches = _batches(names, decode_as, batch_size, store=images)
     else:
         batches = _prefetched(_batches(names, decode_as, batch_size))

@@ -78,14 +78,14 @@ class PhaseData:
         """Whether the features (float32) fit the budget beside the run's decoded images."""
         count = len(self.splits.train) + len(self.splits.val)
         store = self.decoded_images(build=False)
-        beside = 0 if store is None else len(store) * 3 * store.size * store.size
+        beside = 0 if store is None else store.nbytes
         return count * self.spec.num_features * 4 + beside <= self.budget
 
     def decoded_images(self, *, build: bool = True) -> DecodedImageCache | None:
         """The decoded-image store entry of the run's files (opened or built once); None without
         the cache, or when the squares would not fit the cache budget. ``build=False``: only
         the entry the audit filled, if any."""
-        from headstart.data.image_cache import build_decoded_cache, holds
+        from headstart.data.image_cache import build_decoded_cache
         from headstart.data.image_store import DecodedImageCache
 
         if not self.config.cache or self._decoded_looked:
@@ -98,7 +98,7 @@ class PhaseData:
         if not build:
             return self._decoded
         self._decoded_looked = True
-        if not holds(self._decoded, self.pre):  # resumed, or the audit could not fill one
+        if self._decoded is None or not self._decoded.holds(pre=self.pre):  # none from the audit
             samples = [*self.splits.train, *self.splits.val, *self.splits.test]
             self._decoded = rank_zero_first(self.fabric, lambda: build_decoded_cache(
                 samples, self.pre, budget_bytes=self.budget))  # fmt: skip

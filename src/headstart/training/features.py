@@ -37,7 +37,7 @@ from headstart.data.cache_store import (
 )
 from headstart.data.datasets import ImageDataset
 from headstart.data.folders import Sample
-from headstart.data.image_cache import CachedImageDataset, holds
+from headstart.data.image_cache import CachedImageDataset
 from headstart.data.image_store import DecodedImageCache
 from headstart.data.transforms import build_eval_transform
 from headstart.errors import ConfigError
@@ -237,7 +237,7 @@ def _inputs(
     samples: Sequence[Sample], pre: PreprocessSpec, images: DecodedImageCache | None
 ) -> ImageDataset | CachedImageDataset:
     """The body's eval inputs: cropped from ``images`` when it holds them all, else decoded."""
-    if holds(images, pre) and images is not None and images.holds([s.path for s in samples]):
+    if images is not None and images.holds([s.path for s in samples], pre):
         return CachedImageDataset(samples, pre, None, images)
     return ImageDataset(samples, build_eval_transform(pre))
 

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from headstart.data.audit import audit_folder, inspect_file
-from headstart.data.audit.read_pass import inspect_files
+from headstart.data.audit.read_pass import read_files
 from tests.conftest import make_image_folder
 
 
@@ -37,11 +37,12 @@ def test_max_pixels_and_min_size_are_settings(tmp_path: Path) -> None:
     assert audit_folder(data, min_size=32, workers=1).bad == []
 
 
-def test_threads_give_the_same_results(tmp_path: Path, bench: ModuleType) -> None:
+def test_any_number_of_workers_gives_the_same_results(tmp_path: Path, bench: ModuleType) -> None:
     corpus = bench.build_corpus(tmp_path / "data", empty_class=False)
     paths = sorted(p for p in corpus.good + list(corpus.bad) if not os.path.isdir(p))
-    one = inspect_files(paths, max_pixels=10**8, min_size=8, workers=1)
-    four = inspect_files(paths, max_pixels=10**8, min_size=8, workers=4)
+    audit = [True] * len(paths)
+    one = read_files(paths, max_pixels=10**8, min_size=8, audit=audit, workers=1)
+    four = read_files(paths, max_pixels=10**8, min_size=8, audit=audit, workers=4)
     assert one == four
     one_report = audit_folder(corpus.root, workers=1, use_cache=False).to_dict()
     four_report = audit_folder(corpus.root, workers=4, use_cache=False).to_dict()

@@ -24,13 +24,12 @@ from headstart.data.audit.inspect import DEFAULT_MIN_SIZE
 from headstart.data.audit.read_pass import read_files
 from headstart.data.audit.report import SPLIT_NAMES, AuditReport, BadFile, Leak
 from headstart.data.audit.tree import TreeAudit, audit_tree
-from headstart.data.cache_store import DEFAULT_BUDGET_BYTES
 from headstart.data.folders import DataSplits, Sample, load_splits
 from headstart.data.image_store import DecodedImageCache, SquareSpec, StoreWriter, open_store
 from headstart.data.images import DEFAULT_MAX_PIXELS
 from headstart.data.walk import is_hidden
 from headstart.errors import DataError
-from headstart.files import cache_dir
+from headstart.files import cache_budget, cache_dir
 
 __all__ = ["DEFAULT_IMBALANCE_RATIO", "audit_folder", "audit_splits"]
 
@@ -51,7 +50,7 @@ def audit_splits(
     use_cache: bool = True,
     squares: SquareSpec | None = None,
     store_root: Path | None = None,
-    budget_bytes: int = DEFAULT_BUDGET_BYTES,
+    budget_bytes: int | None = None,
 ) -> AuditReport:
     """Decode every sample of ``splits`` and report bad files, duplicates, leaks and imbalance.
 
@@ -69,7 +68,7 @@ def audit_splits(
             of each file), unless a complete entry exists; ``report.decoded`` names the entry,
             None if it would not fit ``budget_bytes``.
         store_root: Folder of store entries (default ``cache_dir()/images``).
-        budget_bytes: The cache budget (see ``cache_store.enforce_budget``).
+        budget_bytes: The cache budget (default ``files.cache_budget()``).
     """
     start = time.perf_counter()
     root = str(splits.origin.get("root", ""))
@@ -123,7 +122,7 @@ def _store_for(
     paths: list[str],
     squares: SquareSpec | None,
     root: Path | None,
-    budget_bytes: int,
+    budget_bytes: int | None,
     max_pixels: int,
 ) -> tuple[DecodedImageCache | None, StoreWriter | None]:
     """The complete store entry of ``paths``, or a writer for a new one (neither when no squares
@@ -135,7 +134,8 @@ def _store_for(
     opened = open_store(root, paths, squares)
     if opened is not None:
         return opened, None
-    return None, StoreWriter.create(root, paths, squares, budget_bytes)
+    budget = cache_budget() if budget_bytes is None else budget_bytes
+    return None, StoreWriter.create(root, paths, squares, budget)
 
 
 def _merge_bad(*groups: Iterable[BadFile]) -> list[BadFile]:

@@ -69,7 +69,7 @@ def inspect_files_cached(
     workers: int | None = None,
     store: StoreWriter | None = None,
 ) -> list[FileInspection]:
-    """``read_pass.inspect_files``, reusing the results of files unchanged since the last audit of
+    """``read_pass.read_files``, reusing the results of files unchanged since the last audit of
     ``root``; with ``store`` (whose rows are ``paths``), every file is read into it as well.
 
     The results of the files that could be read are then saved for the next audit. A missing or

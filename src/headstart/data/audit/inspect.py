@@ -109,14 +109,16 @@ def read_file(
             )
             inspection = FileInspection(path, digest, BadFile(path, reason, kind))
         return inspection, f"cannot read image {path}: {message}"
-    inspection = FileInspection(path, digest, _too_small(path, image.size, min_size))
+    inspection = (
+        FileInspection(path, digest, _too_small(path, image.size, min_size)) if audit else None
+    )
     if square is None:
-        return (inspection if audit else None), None
+        return inspection, None
     try:
         check_size(image.size, path, max_pixels=max_pixels, resize_to=square.size)
     except DataError as exc:
-        return (inspection if audit else None), str(exc)
-    return (inspection if audit else None), square_of(image, square)
+        return inspection, str(exc)
+    return inspection, square_of(image, square)
 
 
 def _too_small(path: str, size: tuple[int, int], min_size: int) -> BadFile | None:

@@ -39,7 +39,7 @@ from headstart.data.image_store import SquareSpec, StoreWriter
 from headstart.errors import DataError
 from headstart.progress import report
 
-__all__ = ["default_workers", "inspect_files", "read_files"]
+__all__ = ["default_workers", "read_files"]
 
 _MIN_FILES_PER_PROCESS = 32
 """Files per worker below which fewer workers are used (a fork costs more than it saves)."""
@@ -60,17 +60,6 @@ def default_workers() -> int:
     except AttributeError:  # macOS, Windows
         cpus = os.cpu_count() or 1
     return max(1, min(16, cpus))
-
-
-def inspect_files(
-    paths: Sequence[str], *, max_pixels: int, min_size: int, workers: int | None = None
-) -> list[FileInspection]:
-    """``inspect.inspect_file`` on every path (see ``read_files``); progress is ``"audit"``."""
-    found = read_files(
-        paths, max_pixels=max_pixels, min_size=min_size, audit=[True] * len(paths),
-        workers=workers,
-    )  # fmt: skip
-    return [f for f in found if f is not None]
 
 
 def read_files(
